@@ -1,0 +1,116 @@
+"""Create the template's queues, tables and secrets on the local AWS endpoint (moto or LocalStack).
+
+Only resource types the functions talk to at run time are created; the rest (alarms, the API
+itself, IAM) have no local meaning and are listed as skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from devstack.template import ACCOUNT_ID, REGION, Resolver, resources_of_type
+
+STACK = "daarion-local"
+
+SECRET_VALUES_ENV = {"InternalSecret": "INTERNAL_SECRET"}
+
+
+def _name(logical_id: str) -> str:
+    return f"{STACK}-{logical_id}"
+
+
+def create_resources(
+    template: dict[str, Any],
+    resolver: Resolver,
+    clients: dict[str, Any],
+    secret_values: dict[str, str],
+) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """Create what the functions need; returns (physical ids by logical id, names of skipped resources).
+
+    ``resolver.physical`` is filled as resources are created so later ones can refer to earlier ones.
+    """
+    physical = resolver.physical
+    sqs, ddb, sm = clients["sqs"], clients["dynamodb"], clients["secretsmanager"]
+    created: list[str] = []
+
+    def enabled(res: dict[str, Any]) -> bool:
+        return "Condition" not in res or resolver.condition(res["Condition"])
+
+    # Queues first without redrive, so dead-letter targets exist; then attach redrive policies.
+    queues = {k: v for k, v in resources_of_type(template, "AWS::SQS::Queue").items() if enabled(v)}
+    for logical_id, res in queues.items():
+        props = res.get("Properties", {})
+        attrs = {
+            "VisibilityTimeout": str(props.get("VisibilityTimeout", 30)),
+            "MessageRetentionPeriod": str(props.get("MessageRetentionPeriod", 345600)),
+        }
+        name = _name(logical_id)
+        url = sqs.create_queue(QueueName=name, Attributes=attrs)["QueueUrl"]
+        arn = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}"
+        physical[logical_id] = {"Ref": url, "Arn": arn, "QueueName": name, "QueueUrl": url}
+        created.append(logical_id)
+    for logical_id, res in queues.items():
+        redrive = res.get("Properties", {}).get("RedrivePolicy")
+        if redrive:
+            policy = resolver.resolve(redrive)
+            sqs.set_queue_attributes(
+                QueueUrl=physical[logical_id]["Ref"],
+                Attributes={"RedrivePolicy": json.dumps({k: str(v) for k, v in policy.items()})},
+            )
+
+    for logical_id, res in resources_of_type(template, "AWS::DynamoDB::Table").items():
+        if not enabled(res):
+            continue
+        props = res["Properties"]
+        name = _name(logical_id)
+        try:
+            ddb.create_table(
+                TableName=name,
+                AttributeDefinitions=props["AttributeDefinitions"],
+                KeySchema=props["KeySchema"],
+                BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+                **({"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]} if "GlobalSecondaryIndexes" in props else {}),
+            )
+            ddb.get_waiter("table_exists").wait(TableName=name)
+        except ddb.exceptions.ResourceInUseException:
+            pass  # a persistent endpoint (LocalStack) kept it from a previous run
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            try:
+                ddb.update_time_to_live(
+                    TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]}
+                )
+            except ddb.exceptions.ClientError as exc:  # already enabled on a persistent endpoint
+                if "already enabled" not in str(exc).lower():
+                    raise
+        arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{name}"
+        physical[logical_id] = {"Ref": name, "Arn": arn}
+        created.append(logical_id)
+
+    for logical_id, res in resources_of_type(template, "AWS::SecretsManager::Secret").items():
+        if not enabled(res):
+            continue
+        if logical_id not in secret_values:
+            raise KeyError(f"the local stack has no value for secret {logical_id}; add it to SECRET_VALUES_ENV")
+        arn = put_secret(sm, _name(logical_id), secret_values[logical_id])
+        physical[logical_id] = {"Ref": arn, "Arn": arn}
+        created.append(logical_id)
+
+    for logical_id in resources_of_type(template, "AWS::Serverless::Function"):
+        name = _name(logical_id)
+        physical[logical_id] = {"Ref": name, "Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"}
+    for logical_id in resources_of_type(template, "AWS::Serverless::HttpApi"):
+        physical[logical_id] = {"Ref": "local"}
+
+    skipped = [k for k in template.get("Resources", {}) if k not in physical]
+    return physical, skipped
+
+
+def put_secret(sm: Any, name: str, value: str) -> str:
+    """Create or overwrite a secret; returns its ARN."""
+    try:
+        return str(sm.create_secret(Name=name, SecretString=value)["ARN"])
+    except sm.exceptions.ResourceExistsException:
+        sm.put_secret_value(SecretId=name, SecretString=value)
+        return str(sm.describe_secret(SecretId=name)["ARN"])

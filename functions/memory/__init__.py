@@ -1,0 +1,1 @@
+"""Memory Orchestrator: short, mid and long-term memory for agents on PostgreSQL + pgvector."""

@@ -1,0 +1,1 @@
+"""Memory indexer: embeds memories and knowledge-base chunks into pgvector."""

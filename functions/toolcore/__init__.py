@@ -1,0 +1,1 @@
+"""Toolcore: tool registry, permissions and safe execution."""

@@ -1,0 +1,1 @@
+"""Usage recorder: usage events from SQS into DynamoDB."""
