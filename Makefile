@@ -8,7 +8,6 @@ SAM_VENV  := .tools/sam
 SAM_STAMP := $(SAM_VENV)/.installed
 SAM_VERSION := 1.170.0
 
-export PYTHONPATH := $(CURDIR)/functions:$(CURDIR)
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: install dev test test-fast bench demo lint validate clean

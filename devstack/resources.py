@@ -114,3 +114,37 @@ def put_secret(sm: Any, name: str, value: str) -> str:
     except sm.exceptions.ResourceExistsException:
         sm.put_secret_value(SecretId=name, SecretString=value)
         return str(sm.describe_secret(SecretId=name)["ARN"])
+
+
+def db_secret_value(database_url: str | None) -> dict[str, Any]:
+    """The RDS-style JSON secret the functions read (DB_SECRET_ARN), describing the local database."""
+    info: dict[str, Any] = {}
+    if database_url:
+        from psycopg.conninfo import conninfo_to_dict
+
+        info = conninfo_to_dict(database_url)
+    return {
+        "engine": "postgres",
+        "host": info.get("host", "localhost"),
+        "port": int(info.get("port") or 5432),
+        "username": info.get("user", "postgres"),
+        "password": info.get("password", ""),
+        "dbname": info.get("dbname", "postgres"),
+    }
+
+
+def provision(
+    clients: dict[str, Any], *, database_url: str | None, internal_secret: str
+) -> tuple[dict[str, Any], Resolver, list[str]]:
+    """Create everything template.yaml declares that the functions use, as `sam deploy` would with
+    ``DatabaseSecretArn`` pointing at a secret that describes the local database.
+
+    Returns (template, resolver with physical ids filled in, skipped resources). Idempotent.
+    """
+    from devstack.template import load_template
+
+    template = load_template()
+    db_arn = put_secret(clients["secretsmanager"], f"{STACK}-DatabaseSecret", json.dumps(db_secret_value(database_url)))
+    resolver = Resolver(template, {"Stage": "local", "DatabaseSecretArn": db_arn}, {})
+    _, skipped = create_resources(template, resolver, clients, secret_values={"InternalSecret": internal_secret})
+    return template, resolver, skipped

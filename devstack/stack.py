@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -32,7 +31,7 @@ from typing import Any
 
 from devstack import template as tpl
 from devstack.apigw import Router
-from devstack.resources import put_secret, create_resources
+from devstack.resources import provision
 from devstack.settings_local import LOCAL_AWS_ENV, provider_status
 
 ROOT = tpl.ROOT
@@ -172,27 +171,11 @@ class Stack:
         return {s: session.client(s, endpoint_url=self.aws_endpoint) for s in ("sqs", "dynamodb", "secretsmanager")}
 
     def create_resources(self) -> list[str]:
-        from psycopg.conninfo import conninfo_to_dict
-
-        template = tpl.load_template()
-        clients = self.aws_clients()
-        self.clients = clients
-        info = conninfo_to_dict(self.database_url)
-        db_secret = {
-            "engine": "postgres",
-            "host": info.get("host", "localhost"),
-            "port": int(info.get("port") or 5432),
-            "username": info.get("user", "postgres"),
-            "password": info.get("password", ""),
-            "dbname": info.get("dbname", "postgres"),
-        }
-        db_secret_arn = put_secret(clients["secretsmanager"], "daarion-local-DatabaseSecret", json.dumps(db_secret))
-        parameters = {"Stage": "local", "DatabaseSecretArn": db_secret_arn}
-        resolver = tpl.Resolver(template, parameters, {})
-        physical, skipped = create_resources(
-            template, resolver, clients, secret_values={"InternalSecret": self.config.internal_secret}
+        self.clients = self.aws_clients()
+        template, resolver, skipped = provision(
+            self.clients, database_url=self.database_url, internal_secret=self.config.internal_secret
         )
-        self.physical = physical
+        self.physical = resolver.physical
         self.functions = tpl.functions(template, resolver)
         return skipped
 

@@ -1,0 +1,17 @@
+# One image recipe for every function: docker build --build-arg FUNCTION=llm_proxy .
+# (sam build passes FUNCTION from each function's Metadata.DockerBuildArgs in template.yaml.)
+FROM public.ecr.aws/lambda/python:3.12
+
+ARG FUNCTION
+RUN test -n "${FUNCTION}" || (echo "build arg FUNCTION is required" && false)
+
+# The shared package from layers/: container images cannot attach Lambda layers, so it is copied in.
+COPY layers/common /tmp/layers/common
+COPY functions/${FUNCTION}/requirements.txt /tmp/requirements.txt
+RUN pip install --no-cache-dir -r /tmp/requirements.txt /tmp/layers/common \
+    && rm -rf /tmp/layers /tmp/requirements.txt
+
+COPY functions/${FUNCTION}/ ${LAMBDA_TASK_ROOT}/${FUNCTION}/
+
+# No CMD: template.yaml sets each function's handler (ImageConfig.Command: <function>.app.handler).
+# To run an image by hand: docker run IMAGE llm_proxy.app.handler

@@ -1,0 +1,97 @@
+"""Cold path of every handler: import time and first-invocation time, each measured in a fresh
+Python process (as a new Lambda container would pay them), plus the warm invocation time.
+
+Figures for the record, not assertions. Run: `make bench` or `python -m bench.cold_start`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from devstack import template as tpl
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "tests" / "events"
+RUNS = int(os.environ.get("BENCH_COLD_RUNS", "5"))
+WARM_CALLS = int(os.environ.get("BENCH_WARM_CALLS", "200"))
+
+EVENT_FOR = {
+    "LlmProxyFunction": "apigw_v2_get_health.json",
+    "MemoryFunction": "apigw_v2_get_health.json",
+    "ToolcoreFunction": "apigw_v2_get_health.json",
+    "UsageRecorderFunction": "sqs_usage_batch.json",
+    "MemoryIndexerFunction": "scheduler_sweep.json",
+}
+
+# Runs in the fresh process: import the handler, invoke once, then WARM_CALLS more times.
+_PROBE = r"""
+import json, sys, time, uuid, statistics, io, contextlib
+t0 = time.perf_counter()
+module_name, _, attr = sys.argv[1].rpartition(".")
+import importlib
+handler = getattr(importlib.import_module(module_name), attr)
+t1 = time.perf_counter()
+event = json.load(open(sys.argv[2]))
+class Ctx:
+    function_name = "bench"; function_version = "$LATEST"; memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    log_group_name = "/aws/lambda/bench"; log_stream_name = "bench"
+    def __init__(self): self.aws_request_id = str(uuid.uuid4())
+    def get_remaining_time_in_millis(self): return 30000
+sink = io.StringIO()
+with contextlib.redirect_stdout(sink):
+    handler(event, Ctx())
+    t2 = time.perf_counter()
+    warm = []
+    for _ in range(int(sys.argv[3])):
+        s = time.perf_counter(); handler(event, Ctx()); warm.append(time.perf_counter() - s)
+print(json.dumps({"import_ms": (t1 - t0) * 1000, "first_ms": (t2 - t1) * 1000,
+                  "warm_p50_ms": statistics.median(warm) * 1000 if warm else 0.0}))
+"""
+
+
+def measure(handler: str, event_file: Path) -> dict[str, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
+        APP_ENV="local",
+        POWERTOOLS_SERVICE_NAME="bench",
+        POWERTOOLS_METRICS_NAMESPACE="bench",
+        POWERTOOLS_LOG_LEVEL="WARNING",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    runs = []
+    for i in range(RUNS):
+        out = subprocess.run(
+            [sys.executable, "-c", _PROBE, handler, str(event_file), str(WARM_CALLS if i == 0 else 0)],
+            capture_output=True, text=True, env=env, check=True, cwd=ROOT,
+        )  # fmt: skip
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {
+        "import_ms": statistics.median(r["import_ms"] for r in runs),
+        "first_ms": statistics.median(r["first_ms"] for r in runs),
+        "warm_p50_ms": runs[0]["warm_p50_ms"],
+    }
+
+
+def main() -> None:
+    template = tpl.load_template()
+    resolver = tpl.Resolver(template, {"DatabaseSecretArn": "arn:bench"}, {k: {"Ref": k, "Arn": k, "QueueName": k} for k in template["Resources"]})
+    specs = tpl.functions(template, resolver)
+    print(f"Cold path per handler (median of {RUNS} fresh processes; warm p50 over {WARM_CALLS} calls)")
+    print(f"{'function':<24}{'handler':<34}{'import ms':>10}{'first call ms':>15}{'cold total ms':>15}{'warm p50 ms':>13}")
+    for logical_id, spec in specs.items():
+        fig = measure(spec.handler, EVENTS / EVENT_FOR[logical_id])
+        total = fig["import_ms"] + fig["first_ms"]
+        print(
+            f"{logical_id:<24}{spec.handler:<34}{fig['import_ms']:>10.1f}{fig['first_ms']:>15.1f}{total:>15.1f}{fig['warm_p50_ms']:>13.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""`make dev`'s entry point, started for real in a subprocess: health on every port, the usage queue
+drives its consumer, a poison message reaches the DLQ, and Ctrl-C leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import psutil
+import pytest
+
+from daarion_common.events import LlmCallEvent
+
+ROOT = Path(__file__).resolve().parents[2]
+PORTS = (3000, 7007, 7008, 7009)  # the ports agent-runtime and `sam local start-api` users expect
+
+pytestmark = pytest.mark.slow
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except (httpx.HTTPError, OSError):
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class RunningStack:
+    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path, state_dir: Path) -> None:
+        self.proc, self.log_path, self.state_dir = proc, log_path, state_dir
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def status(self) -> dict[str, Any]:
+        return httpx.get(f"http://127.0.0.1:{PORTS[0]}/_local/status", timeout=5).json()
+
+    def sqs(self) -> Any:
+        return boto3.client(
+            "sqs", endpoint_url=self.status()["aws_endpoint"], region_name="us-east-1",
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    busy = [p for p in PORTS if _port_open(p)]
+    if busy:
+        pytest.fail(f"ports {busy} are in use; stop the running local stack (make dev) before running this test")
+    state = tmp_path_factory.mktemp("devstack")
+    log_path = state / "stack.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DATABASE_URL", "INTERNAL_SECRET"))}
+    env.update(
+        DEVSTACK_PORTS=",".join(map(str, PORTS)),
+        DEVSTACK_MOTO_PORT="0",
+        DEVSTACK_STATE_DIR=str(state),
+        DEVSTACK_RETRY_VISIBILITY_SECONDS="1",
+        DEVSTACK_SCHEDULE_SECONDS="2",
+    )
+    with log_path.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "devstack"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    running = RunningStack(proc, log_path, state)
+    try:
+        yield running
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_health_on_every_port(stack: RunningStack) -> None:
+    def all_healthy() -> bool:
+        if stack.proc.poll() is not None:
+            raise AssertionError(f"the stack exited early:\n{stack.log}")
+        return all(httpx.get(f"http://127.0.0.1:{p}/health", timeout=2).status_code == 200 for p in PORTS)
+
+    wait_for(all_healthy, 180, "GET /health on 3000, 7007, 7008 and 7009")
+    services = {p: httpx.get(f"http://127.0.0.1:{p}/health").json()["service"] for p in PORTS[1:]}
+    assert services == {7007: "llm-proxy", 7008: "memory", 7009: "toolcore"}
+    assert "DAARION local stack is up" in stack.log
+    assert "LLM providers" in stack.log
+
+
+def test_requests_reach_the_real_handlers_through_api_gateway_events(stack: RunningStack) -> None:
+    body = {"agent_id": "sofia", "microdao_id": "dao-42", "query": "hi", "limit": 5}
+    for base in ("http://127.0.0.1:3000", "http://127.0.0.1:7008"):
+        unauthorised = httpx.post(f"{base}/internal/agent-memory/query", json=body)
+        assert unauthorised.status_code == 401
+        assert unauthorised.headers["apigw-requestid"] == unauthorised.json()["request_id"]
+        bad = httpx.post(
+            f"{base}/internal/agent-memory/query", json={**body, "limit": 0}, headers={"X-Internal-Secret": "dev-secret-token"}
+        )
+        assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "limit"
+    # each service port serves only its own function's routes
+    assert httpx.post("http://127.0.0.1:7007/internal/agent-memory/query", json=body).status_code == 404
+    assert httpx.get("http://127.0.0.1:3000/internal/llm/health").json()["service"] == "llm-proxy"
+
+
+def test_usage_queue_invokes_the_consumer_and_poison_reaches_the_dlq(stack: RunningStack) -> None:
+    sqs = stack.sqs()
+    queues = stack.status()["queues"]
+    event = LlmCallEvent(agent_id="sofia", microdao_id="dao-42", latency_ms=12.0, status="ok", model="gpt-4.1-mini")
+    sqs.send_message(QueueUrl=queues["UsageQueue"], MessageBody=event.model_dump_json())
+    wait_for(lambda: event.event_id in stack.log, 60, "the usage recorder to log the event it received")
+    assert stack.status()["functions"]["UsageRecorderFunction"]["invocations"] >= 1
+
+    sqs.send_message(QueueUrl=queues["UsageQueue"], MessageBody='{"type": "llm_call", "poison": true}')
+
+    def in_dlq() -> list[dict[str, Any]]:
+        got = sqs.receive_message(QueueUrl=queues["UsageDeadLetterQueue"], WaitTimeSeconds=1).get("Messages", [])
+        return [m for m in got if "poison" in m["Body"]]
+
+    dead = wait_for(in_dlq, 90, "the malformed usage event to reach the DLQ after maxReceiveCount receives")
+    assert json.loads(dead[0]["Body"])["poison"] is True
+    attrs = sqs.get_queue_attributes(QueueUrl=queues["UsageQueue"], AttributeNames=["ApproximateNumberOfMessages"])
+    assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+def test_schedule_invokes_the_indexer(stack: RunningStack) -> None:
+    wait_for(lambda: "schedule Sweep invoked MemoryIndexerFunction" in stack.log, 30, "the indexer's schedule to run")
+
+
+def test_ctrl_c_stops_everything_and_frees_the_ports(stack: RunningStack) -> None:
+    parent = psutil.Process(stack.proc.pid)
+    children = parent.children(recursive=True)
+    pid_file = stack.state_dir / "pgdata" / "postmaster.pid"
+    postgres_pid = int(pid_file.read_text().splitlines()[0])
+    assert len(children) >= 6  # moto + five function hosts
+    stack.proc.send_signal(signal.SIGINT)
+    assert stack.proc.wait(timeout=60) == 0, stack.log[-3000:]
+    for child in children:
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, f"{child} outlived the stack"
+    wait_for(lambda: not psutil.pid_exists(postgres_pid), 20, "PostgreSQL to stop")
+    assert not any(_port_open(p) for p in PORTS)
+    assert "[devstack] stopped" in stack.log
