@@ -81,10 +81,16 @@ def measure(handler: str, event_file: Path) -> dict[str, float]:
 
 def main() -> None:
     template = tpl.load_template()
-    resolver = tpl.Resolver(template, {"DatabaseSecretArn": "arn:bench"}, {k: {"Ref": k, "Arn": k, "QueueName": k} for k in template["Resources"]})
+    resolver = tpl.Resolver(
+        template,
+        {"DatabaseSecretArn": "arn:bench"},
+        {k: {"Ref": k, "Arn": k, "QueueName": k} for k in template["Resources"]},
+    )
     specs = tpl.functions(template, resolver)
     print(f"Cold path per handler (median of {RUNS} fresh processes; warm p50 over {WARM_CALLS} calls)")
-    print(f"{'function':<24}{'handler':<34}{'import ms':>10}{'first call ms':>15}{'cold total ms':>15}{'warm p50 ms':>13}")
+    print(
+        f"{'function':<24}{'handler':<34}{'import ms':>10}{'first call ms':>15}{'cold total ms':>15}{'warm p50 ms':>13}"
+    )
     for logical_id, spec in specs.items():
         fig = measure(spec.handler, EVENTS / EVENT_FOR[logical_id])
         total = fig["import_ms"] + fig["first_ms"]

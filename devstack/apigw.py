@@ -15,7 +15,13 @@ from typing import Any
 
 from devstack.template import ACCOUNT_ID, HttpRoute
 
-_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded", "application/javascript")
+_TEXT_TYPES = (
+    "text/",
+    "application/json",
+    "application/xml",
+    "application/x-www-form-urlencoded",
+    "application/javascript",
+)
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ def serve(name: str, handler_path: str, port: int, memory_mb: int, timeout_s: in
     class Invoke(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:

@@ -20,7 +20,9 @@ Send = Callable[[dict[str, Any]], Any]
 
 
 async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[str, str]] | None = None) -> None:
-    raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or [("content-type", "application/json")])]
+    raw_headers = [
+        (k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or [("content-type", "application/json")])
+    ]
     raw_headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})

@@ -127,7 +127,11 @@ class SqsPoller(threading.Thread):
                 self.sqs.change_message_visibility_batch(
                     QueueUrl=self.queue_url,
                     Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self.retry_visibility_s}
+                        {
+                            "Id": str(i),
+                            "ReceiptHandle": m["ReceiptHandle"],
+                            "VisibilityTimeout": self.retry_visibility_s,
+                        }
                         for i, m in enumerate(chunk)
                     ],
                 )
@@ -139,7 +143,15 @@ class SqsPoller(threading.Thread):
 
 class ScheduleRunner(threading.Thread):
     def __init__(
-        self, *, function: str, name: str, every_s: float, payload: str | None, invoker: Invoker, stop: threading.Event, log: Any
+        self,
+        *,
+        function: str,
+        name: str,
+        every_s: float,
+        payload: str | None,
+        invoker: Invoker,
+        stop: threading.Event,
+        log: Any,
     ) -> None:
         super().__init__(name=f"schedule-{function}-{name}", daemon=True)
         self.function, self.schedule_name, self.every_s = function, name, every_s

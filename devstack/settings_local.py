@@ -22,5 +22,7 @@ PROVIDER_ENV = {
 
 def provider_status() -> str:
     """Which LLM providers the environment configures (never the keys themselves)."""
-    parts = [f"{name}: {'configured' if os.environ.get(var) else f'off (no {var})'}" for name, var in PROVIDER_ENV.items()]
+    parts = [
+        f"{name}: {'configured' if os.environ.get(var) else f'off (no {var})'}" for name, var in PROVIDER_ENV.items()
+    ]
     return "; ".join(parts)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from daarion_common.settings import LOCAL_DEFAULT_INTERNAL_SECRET
 from devstack import template as tpl
 from devstack.apigw import Router
 from devstack.resources import provision
@@ -90,7 +91,7 @@ class Config:
     schedule_seconds: float | None = None
     database_url: str | None = None
     aws_endpoint_url: str | None = None
-    internal_secret: str = "dev-secret-token"
+    internal_secret: str = LOCAL_DEFAULT_INTERNAL_SECRET
 
     @classmethod
     def from_env(cls) -> Config:
@@ -107,7 +108,7 @@ class Config:
             schedule_seconds=float(env["DEVSTACK_SCHEDULE_SECONDS"]) if env.get("DEVSTACK_SCHEDULE_SECONDS") else None,
             database_url=env.get("DATABASE_URL") or None,
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
-            internal_secret=env.get("INTERNAL_SECRET") or "dev-secret-token",
+            internal_secret=env.get("INTERNAL_SECRET") or LOCAL_DEFAULT_INTERNAL_SECRET,
         )
 
 
@@ -142,7 +143,9 @@ class Stack:
             return
         port = self.config.moto_port or free_port()
         if port_in_use(port):
-            raise SystemExit(f"port {port} (moto) is in use: set DEVSTACK_MOTO_PORT, or AWS_ENDPOINT_URL to use that endpoint")
+            raise SystemExit(
+                f"port {port} (moto) is in use: set DEVSTACK_MOTO_PORT, or AWS_ENDPOINT_URL to use that endpoint"
+            )
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         moto_log = (self.config.state_dir / "moto.log").open("wb")  # its access log is noise on the console
         proc = subprocess.Popen(
@@ -280,7 +283,9 @@ class Stack:
             own.append(tpl.HttpRoute("GET", "/health", function))  # every service answers /health on its port
             apps.append((port, Gateway(Router(own), self.invoker)))
         servers = [
-            Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", access_log=False))
+            Server(
+                uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", access_log=False)
+            )
             for port, app in apps
         ]
         loop = asyncio.get_running_loop()
@@ -303,10 +308,16 @@ class Stack:
 
     def print_summary(self) -> None:
         gateway, llm, mem, tools = self.config.ports
-        pg = f"embedded PostgreSQL + pgvector ({self.config.state_dir / 'pgdata'})" if self.pg else "external (DATABASE_URL)"
+        pg = (
+            f"embedded PostgreSQL + pgvector ({self.config.state_dir / 'pgdata'})"
+            if self.pg
+            else "external (DATABASE_URL)"
+        )
         aws = "moto server" if not self.config.aws_endpoint_url else "AWS_ENDPOINT_URL"
         secret = (
-            "dev-secret-token (local default)" if self.config.internal_secret == "dev-secret-token" else "from INTERNAL_SECRET"
+            "dev-secret-token (local default)"
+            if self.config.internal_secret == LOCAL_DEFAULT_INTERNAL_SECRET
+            else "from INTERNAL_SECRET"
         )
         lines = [
             "DAARION local stack is up",
@@ -346,7 +357,7 @@ class Stack:
         self.stop_event.set()
         for thread in self.threads:
             thread.join(timeout=5)
-        for name, proc in self.processes.items():
+        for proc in self.processes.values():
             if proc.poll() is None:
                 proc.terminate()
         for name, proc in self.processes.items():

@@ -118,7 +118,7 @@ class Resolver:
             return value
         if len(value) != 1:
             return {k: self.resolve(v) for k, v in value.items()}
-        (key, arg), = value.items()
+        ((key, arg),) = value.items()
         if key == "Ref":
             return self._ref(arg)
         if key == "Fn::GetAtt":
@@ -204,7 +204,9 @@ def functions(template: dict[str, Any], resolver: Resolver) -> dict[str, Functio
         for name, event in (props.get("Events") or {}).items():
             etype, eprops = event.get("Type"), event.get("Properties", {})
             if etype == "HttpApi":
-                spec.routes.append(HttpRoute(eprops.get("Method", "ANY").upper(), eprops.get("Path", "/$default"), logical_id))
+                spec.routes.append(
+                    HttpRoute(eprops.get("Method", "ANY").upper(), eprops.get("Path", "/$default"), logical_id)
+                )
             elif etype == "SQS":
                 queue_ref = eprops["Queue"]
                 queue = queue_ref["Fn::GetAtt"][0] if isinstance(queue_ref, dict) else str(queue_ref)
@@ -217,7 +219,9 @@ def functions(template: dict[str, Any], resolver: Resolver) -> dict[str, Functio
                     )
                 )
             elif etype in ("ScheduleV2", "Schedule"):
-                spec.schedules.append(Schedule(name, eprops.get("ScheduleExpression", eprops.get("Schedule", "")), eprops.get("Input")))
+                spec.schedules.append(
+                    Schedule(name, eprops.get("ScheduleExpression", eprops.get("Schedule", "")), eprops.get("Input"))
+                )
         specs[logical_id] = spec
     return specs
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devstack.resources import provision  # noqa: E402
-from devstack.template import REGION  # noqa: E402
+from devstack.resources import provision
+from devstack.template import REGION
 
 
 def main() -> None:

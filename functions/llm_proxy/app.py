@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from daarion_common.errors import not_built
 from daarion_common.http_app import create_app, lambda_handler
-
 from llm_proxy.models import ProxyRequest
 
 app = create_app(
     "llm-proxy",
     health_path="/internal/llm/health",
-    description="Logical-to-physical model routing, fallbacks, rate limits, usage and cost.")
+    description="Logical-to-physical model routing, fallbacks, rate limits, usage and cost.",
+)
 
 
 @app.post("/internal/llm/proxy")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from daarion_common.errors import not_built
 from daarion_common.http_app import create_app, lambda_handler
-
 from memory.models import QueryRequest, StoreRequest
 
 app = create_app(
     "memory",
     health_path="/internal/agent-memory/health",
-    description="Short, mid and long-term agent memory on PostgreSQL + pgvector.")
+    description="Short, mid and long-term agent memory on PostgreSQL + pgvector.",
+)
 
 
 @app.post("/internal/agent-memory/query")

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from daarion_common.errors import not_built
 from daarion_common.http_app import create_app, lambda_handler
-
 from toolcore.models import ToolCallRequest
 
 app = create_app(
-    "toolcore",
-    health_path="/internal/tools/health",
-    description="Tool registry, permission checks and safe execution.")
+    "toolcore", health_path="/internal/tools/health", description="Tool registry, permission checks and safe execution."
+)
 
 
 @app.get("/internal/tools")

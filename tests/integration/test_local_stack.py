@@ -79,7 +79,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
         DEVSTACK_SCHEDULE_SECONDS="2",
     )
     with log_path.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "devstack"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "devstack"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     running = RunningStack(proc, log_path, state)
     try:
         yield running
@@ -109,7 +111,9 @@ def test_requests_reach_the_real_handlers_through_api_gateway_events(stack: Runn
         assert unauthorised.status_code == 401
         assert unauthorised.headers["apigw-requestid"] == unauthorised.json()["request_id"]
         bad = httpx.post(
-            f"{base}/internal/agent-memory/query", json={**body, "limit": 0}, headers={"X-Internal-Secret": "dev-secret-token"}
+            f"{base}/internal/agent-memory/query",
+            json={**body, "limit": 0},
+            headers={"X-Internal-Secret": "dev-secret-token"},
         )
         assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "limit"
     # each service port serves only its own function's routes

@@ -23,20 +23,29 @@ def moto_endpoint() -> Iterator[str]:
 
 @pytest.fixture
 def clients(moto_endpoint):
-    session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    session = boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
     return {s: session.client(s, endpoint_url=moto_endpoint) for s in ("sqs", "dynamodb", "secretsmanager")}
 
 
 def test_everything_the_functions_use_is_created_and_idempotent(clients):
-    template, resolver, skipped = provision(clients, database_url="postgresql://u:p@db.local:6432/mem", internal_secret="s3")
-    provision(clients, database_url="postgresql://u:p@db.local:6432/mem", internal_secret="s3")  # a second run is harmless
+    template, resolver, skipped = provision(
+        clients, database_url="postgresql://u:p@db.local:6432/mem", internal_secret="s3"
+    )
+    provision(
+        clients, database_url="postgresql://u:p@db.local:6432/mem", internal_secret="s3"
+    )  # a second run is harmless
     physical = resolver.physical
     assert set(skipped) == {"UsageDeadLetterAlarm", "IndexDeadLetterAlarm"}
     sqs, ddb, sm = clients["sqs"], clients["dynamodb"], clients["secretsmanager"]
     attrs = sqs.get_queue_attributes(QueueUrl=physical["UsageQueue"]["Ref"], AttributeNames=["All"])["Attributes"]
     assert attrs["VisibilityTimeout"] == str(template["Resources"]["UsageQueue"]["Properties"]["VisibilityTimeout"])
     redrive = json.loads(attrs["RedrivePolicy"])
-    assert redrive["deadLetterTargetArn"] == physical["UsageDeadLetterQueue"]["Arn"] and int(redrive["maxReceiveCount"]) == 5
+    assert (
+        redrive["deadLetterTargetArn"] == physical["UsageDeadLetterQueue"]["Arn"]
+        and int(redrive["maxReceiveCount"]) == 5
+    )
     ttl = ddb.describe_time_to_live(TableName=physical["RateLimitTable"]["Ref"])["TimeToLiveDescription"]
     assert ttl["AttributeName"] == "expires_at" and ttl["TimeToLiveStatus"] == "ENABLED"
     assert sm.get_secret_value(SecretId=physical["InternalSecret"]["Ref"])["SecretString"] == "s3"

@@ -39,7 +39,13 @@ def test_built_event_has_the_shape_of_a_real_http_api_event():
         method="POST",
         path="/internal/llm/proxy",
         query_string="a=1&a=2&b=",
-        headers=[("Content-Type", "application/json"), ("X-Internal-Secret", "s"), ("Cookie", "c1=1; c2=2"), ("X-Multi", "1"), ("X-Multi", "2")],
+        headers=[
+            ("Content-Type", "application/json"),
+            ("X-Internal-Secret", "s"),
+            ("Cookie", "c1=1; c2=2"),
+            ("X-Multi", "1"),
+            ("X-Multi", "2"),
+        ],
         body=real["body"].encode(),
         match=match,
         source_ip="127.0.0.1",
@@ -67,7 +73,9 @@ def test_binary_bodies_are_base64_encoded():
 def test_lambda_results_become_http_responses():
     status, headers, body = to_http({"statusCode": 201, "headers": {"X-A": "1"}, "body": "hi", "cookies": ["k=v"]})
     assert status == 201 and ("x-a", "1") in headers and ("set-cookie", "k=v") in headers and body == b"hi"
-    assert to_http({"statusCode": 200, "body": base64.b64encode(b"\x01").decode(), "isBase64Encoded": True})[2] == b"\x01"
+    assert (
+        to_http({"statusCode": 200, "body": base64.b64encode(b"\x01").decode(), "isBase64Encoded": True})[2] == b"\x01"
+    )
     status, headers, body = to_http({"ok": True})  # format 2.0 infers a JSON 200
     assert status == 200 and json.loads(body) == {"ok": True}
 
@@ -83,11 +91,20 @@ def test_sqs_records_have_the_shape_lambda_delivers():
 
 def test_resolver_evaluates_the_intrinsics_the_template_uses():
     template = tpl.load_template()
-    resolver = tpl.Resolver(template, {"DatabaseSecretArn": "arn:db"}, {"InternalSecret": {"Ref": "arn:internal"}, "HttpApi": {"Ref": "api1"}})
+    resolver = tpl.Resolver(
+        template,
+        {"DatabaseSecretArn": "arn:db"},
+        {"InternalSecret": {"Ref": "arn:internal"}, "HttpApi": {"Ref": "api1"}},
+    )
     assert resolver.condition("CreateInternalSecret") is True
     assert resolver.condition("HasVpc") is False
-    assert resolver.resolve(template["Globals"]["Function"]["Environment"]["Variables"]["INTERNAL_SECRET_ARN"]) == "arn:internal"
-    assert resolver.resolve(template["Outputs"]["ApiUrl"]["Value"]) == "https://api1.execute-api.us-east-1.amazonaws.com"
+    assert (
+        resolver.resolve(template["Globals"]["Function"]["Environment"]["Variables"]["INTERNAL_SECRET_ARN"])
+        == "arn:internal"
+    )
+    assert (
+        resolver.resolve(template["Outputs"]["ApiUrl"]["Value"]) == "https://api1.execute-api.us-east-1.amazonaws.com"
+    )
     given = tpl.Resolver(template, {"InternalSecretArn": "arn:given", "VpcSubnetIds": ["subnet-1"]}, {})
     assert given.condition("CreateInternalSecret") is False and given.condition("HasVpc") is True
     assert tpl.rate_seconds("rate(5 minutes)") == 300 and tpl.rate_seconds("cron(0 * * * ? *)") is None

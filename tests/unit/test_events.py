@@ -37,7 +37,14 @@ def test_unknown_or_invalid_fields_are_rejected(change):
 
 
 def test_round_trip_keeps_every_field():
-    event = LlmCallEvent(agent_id="sofia", microdao_id="dao-42", latency_ms=3.5, status="error", error_code="timeout", model="deepseek-r1")
+    event = LlmCallEvent(
+        agent_id="sofia",
+        microdao_id="dao-42",
+        latency_ms=3.5,
+        status="error",
+        error_code="timeout",
+        model="deepseek-r1",
+    )
     again = usage_event_adapter.validate_json(event.model_dump_json())
     assert again == event
     assert event.event_id and event.occurred_at.tzinfo is not None

@@ -1,4 +1,4 @@
-"""template.yaml is valid, and it and the code agree: handlers import, routes are served, images build what they name."""
+"""template.yaml is valid, and it and the code agree: handlers import, routes are served, images build."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from devstack import template as tpl
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = tpl.load_template()
 FUNCTIONS = tpl.resources_of_type(TEMPLATE, "AWS::Serverless::Function")
-RESOLVER = tpl.Resolver(TEMPLATE, {"DatabaseSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf"}, {})
+RESOLVER = tpl.Resolver(
+    TEMPLATE, {"DatabaseSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf"}, {}
+)
 
 
 def _physical_stub() -> dict[str, dict[str, str]]:
@@ -45,7 +47,11 @@ def test_sam_validate_lint_passes_offline():
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_DEFAULT_REGION="us-east-1", SAM_CLI_TELEMETRY="0")
     result = subprocess.run(
-        [sam, "validate", "--lint", "--template", str(ROOT / "template.yaml")], capture_output=True, text=True, env=env, cwd=ROOT
+        [sam, "validate", "--lint", "--template", str(ROOT / "template.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "is a valid SAM Template" in result.stdout
@@ -85,7 +91,9 @@ def test_every_http_route_is_served_by_its_functions_app(logical_id):
     spec = SPECS[logical_id]
     served = _app_routes(spec.handler.rpartition(".")[0])
     for route in spec.routes:
-        assert (route.method, route.path) in served, f"{route.route_key} is in template.yaml but not in {logical_id}'s app"
+        assert (route.method, route.path) in served, (
+            f"{route.route_key} is in template.yaml but not in {logical_id}'s app"
+        )
 
 
 def test_the_contract_routes_are_all_in_the_template():
@@ -114,7 +122,9 @@ def test_sqs_consumers_report_partial_failures_and_queues_have_dlqs():
         for source in spec.sqs_sources:
             assert source.report_failures, logical_id
             queue = resources[source.queue]["Properties"]
-            assert queue["VisibilityTimeout"] >= 6 * spec.timeout, f"{source.queue} visibility < 6x {logical_id} timeout"
+            assert queue["VisibilityTimeout"] >= 6 * spec.timeout, (
+                f"{source.queue} visibility < 6x {logical_id} timeout"
+            )
             redrive = queue["RedrivePolicy"]
             assert redrive["deadLetterTargetArn"]["Fn::GetAtt"][0] in resources
             assert 1 <= redrive["maxReceiveCount"] <= 10

@@ -55,7 +55,9 @@ def expected_secret() -> str:
             from daarion_common.observability import logger
 
             logger.error("internal secret could not be read", extra={"error_type": type(exc).__name__})
-            raise ApiError(503, "auth_unavailable", "The internal secret could not be read; refusing all calls.") from exc
+            raise ApiError(
+                503, "auth_unavailable", "The internal secret could not be read; refusing all calls."
+            ) from exc
         if isinstance(value, bytes):
             value = value.decode()
         if value:

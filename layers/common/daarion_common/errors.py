@@ -88,7 +88,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     from daarion_common.observability import logger
 
-    def respond(request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    def respond(
+        request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> JSONResponse:
         return JSONResponse(status_code=status, content=body, headers=headers)
 
     @app.exception_handler(ApiError)

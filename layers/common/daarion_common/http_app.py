@@ -60,7 +60,9 @@ def create_app(service: str, *, health_path: str, description: str = "") -> Fast
     On one shared HTTP API only one function can own ``/health``; ``health_path`` is the
     service's own health route there (``/internal/llm/health``, ...).
     """
-    app = FastAPI(title=f"DAARION {service}", description=description, version=__version__, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title=f"DAARION {service}", description=description, version=__version__, docs_url=None, redoc_url=None
+    )
     install_error_handlers(app)
     app.add_middleware(InternalSecretMiddleware, public_paths=frozenset({HEALTH_PATH, health_path}))
 

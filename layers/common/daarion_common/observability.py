@@ -12,4 +12,4 @@ from aws_lambda_powertools.metrics import MetricUnit
 logger = Logger()
 metrics = Metrics()
 
-__all__ = ["logger", "metrics", "MetricUnit"]
+__all__ = ["MetricUnit", "logger", "metrics"]

@@ -13,7 +13,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-LOCAL_DEFAULT_INTERNAL_SECRET = "dev-secret-token"  # what agent-runtime sends by default
+# What agent-runtime sends by default; accepted only when APP_ENV=local.
+LOCAL_DEFAULT_INTERNAL_SECRET = "dev-secret-token"  # noqa: S105 - a documented local default, not a credential
 
 
 def _default_env() -> str:
