@@ -1,11 +1,18 @@
-"""Run every benchmark in turn; each prints its own figures."""
+"""Run every benchmark module in bench/ (each has a main() that prints its own figures).
+
+`python -m bench NAME ...` runs only the named ones (e.g. `python -m bench cold_start`).
+"""
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
+import sys
+from pathlib import Path
 
-BENCHMARKS = ["bench.cold_start"]
-
-for name in BENCHMARKS:
-    print(f"\n=== {name} ===", flush=True)
-    importlib.import_module(name).main()
+names = sys.argv[1:] or sorted(
+    m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if not m.name.startswith("_")
+)
+for name in names:
+    print(f"\n=== bench.{name} ===", flush=True)
+    importlib.import_module(f"bench.{name}").main()

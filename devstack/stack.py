@@ -182,6 +182,14 @@ class Stack:
         self.functions = tpl.functions(template, resolver)
         return skipped
 
+    def service_urls(self) -> dict[str, str]:
+        _, llm, memory, tools = self.config.ports
+        return {
+            "LLM_PROXY_URL": f"http://127.0.0.1:{llm}",
+            "AGENT_MEMORY_URL": f"http://127.0.0.1:{memory}",
+            "TOOLCORE_URL": f"http://127.0.0.1:{tools}",
+        }
+
     def function_env(self, spec: tpl.FunctionSpec) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DEVSTACK_")}
         env.update(spec.environment)
@@ -195,6 +203,8 @@ class Stack:
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
                 "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
                 "PYTHONUNBUFFERED": "1",
+                # how one service reaches another locally (the names agent-runtime uses)
+                **self.service_urls(),
             }
         )
         if not self.config.aws_endpoint_url:

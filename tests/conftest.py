@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+pytest_plugins = ["tests.fixtures.aws", "tests.fixtures.stack"]
+
 EVENTS = Path(__file__).parent / "events"
 ROOT = Path(__file__).resolve().parent.parent
 

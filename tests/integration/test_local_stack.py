@@ -22,7 +22,9 @@ import pytest
 from daarion_common.events import LlmCallEvent
 
 ROOT = Path(__file__).resolve().parents[2]
-PORTS = (3000, 7007, 7008, 7009)  # the ports agent-runtime and `sam local start-api` users expect
+# The ports agent-runtime and `sam local start-api` users expect; TEST_STACK_PORTS moves them when
+# several suites share a machine.
+PORTS = tuple(int(p) for p in os.environ.get("TEST_STACK_PORTS", "3000,7007,7008,7009").split(","))
 
 pytestmark = pytest.mark.slow
 
