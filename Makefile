@@ -33,6 +33,7 @@ dev: $(STAMP)
 
 ## make test: install everything and run the whole suite
 test: $(STAMP) $(SAM_STAMP)
+	$(BIN)/ruff check .
 	SAM_BIN=$(CURDIR)/$(SAM_VENV)/bin/sam $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## make bench: benchmarks that print figures

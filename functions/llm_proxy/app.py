@@ -5,6 +5,7 @@ from __future__ import annotations
 from daarion_common.errors import not_built
 from daarion_common.http_app import create_app, lambda_handler
 from llm_proxy.models import ProxyRequest
+from llm_proxy.usage_api import router as usage_router
 
 app = create_app(
     "llm-proxy",
@@ -17,5 +18,7 @@ app = create_app(
 def proxy(request: ProxyRequest) -> None:
     raise not_built("POST", "/internal/llm/proxy", issue=3)
 
+
+app.include_router(usage_router)
 
 handler = lambda_handler(app)
