@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.fixtures.aws", "tests.fixtures.stack"]
+pytest_plugins = [
+    "tests.fixtures.aws",
+    "tests.fixtures.stack",
+    "tests.fixtures.llm_proxy",
+    "tests.fixtures.memory",
+    "tests.fixtures.toolcore",
+    "tests.fixtures.usage",
+]
 
 EVENTS = Path(__file__).parent / "events"
 ROOT = Path(__file__).resolve().parent.parent
