@@ -128,7 +128,17 @@ def test_usage_queue_invokes_the_consumer_and_poison_reaches_the_dlq(stack: Runn
     queues = stack.status()["queues"]
     event = LlmCallEvent(agent_id="sofia", microdao_id="dao-42", latency_ms=12.0, status="ok", model="gpt-4.1-mini")
     sqs.send_message(QueueUrl=queues["UsageQueue"], MessageBody=event.model_dump_json())
-    wait_for(lambda: event.event_id in stack.log, 60, "the usage recorder to log the event it received")
+    ddb = boto3.client(
+        "dynamodb", endpoint_url=stack.status()["aws_endpoint"], region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    )  # fmt: skip
+    key = {"pk": {"S": f"EVENT#{event.event_id}"}, "sk": {"S": "EVENT"}}
+    recorded = wait_for(
+        lambda: ddb.get_item(TableName="daarion-local-UsageTable", Key=key).get("Item"),
+        60,
+        "the usage recorder to write the event it received",
+    )
+    assert recorded["agent_id"]["S"] == "sofia"
     assert stack.status()["functions"]["UsageRecorderFunction"]["invocations"] >= 1
 
     sqs.send_message(QueueUrl=queues["UsageQueue"], MessageBody='{"type": "llm_call", "poison": true}')

@@ -1,34 +1,8 @@
-"""The SQS-triggered handlers with real SQS event batches."""
+"""The SQS-triggered handlers with real SQS event batches (the usage recorder: tests/integration/test_usage_*)."""
 
 from __future__ import annotations
 
 from tests.conftest import load_event
-
-
-def test_usage_recorder_reports_exactly_the_malformed_record(lambda_context):
-    from usage_recorder.app import handler
-
-    event = load_event("sqs_usage_batch.json")
-    result = handler(event, lambda_context)
-    assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][2]["messageId"]}]}
-
-
-def test_usage_recorder_whole_valid_batch_succeeds(lambda_context):
-    from usage_recorder.app import handler
-
-    event = load_event("sqs_usage_batch.json")
-    event["Records"] = event["Records"][:2]
-    assert handler(event, lambda_context) == {"batchItemFailures": []}
-
-
-def test_usage_recorder_says_recording_is_not_built(lambda_context, caplog):
-    from usage_recorder.app import handler
-
-    event = load_event("sqs_usage_batch.json")
-    event["Records"] = event["Records"][:1]
-    with caplog.at_level("INFO"):
-        handler(event, lambda_context)
-    assert any("not built yet" in r.getMessage() for r in caplog.records)
 
 
 def test_memory_indexer_accepts_index_batches_and_schedule(lambda_context):

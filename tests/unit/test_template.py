@@ -147,7 +147,7 @@ def test_globals_name_every_setting_the_shared_package_reads():
     for spec in FUNCTIONS.values():
         env |= set(spec["Properties"].get("Environment", {}).get("Variables", {}))
     known = {(f.alias or name).upper() for name, f in Settings.model_fields.items()}
-    assert env - {"STAGE", "USAGE_RETENTION_DAYS", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"} <= known
+    assert env - {"STAGE", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"} <= known
 
 
 def test_least_privilege_no_wildcard_policies():

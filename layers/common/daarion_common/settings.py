@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     usage_table: str | None = None
     rate_limit_table: str | None = None
     idempotency_table: str | None = None
+    usage_retention_days: int = Field(default=90, ge=1)
 
     @property
     def is_local(self) -> bool:

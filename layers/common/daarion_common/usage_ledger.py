@@ -1,0 +1,285 @@
+"""The usage ledger in DynamoDB: one raw item per event and the aggregates it increments.
+
+One table (``USAGE_TABLE``: ``pk`` + ``sk``, TTL on ``expires_at``). Every usage event is written
+in ONE ``TransactWriteItems`` call of four items, so a redelivered event is a no-op and the
+aggregates can never count an event twice or half:
+
+=============================  =====================================  ==============================
+item                           pk                                     sk
+=============================  =====================================  ==============================
+raw event (expires by TTL)     ``EVENT#<event_id>``                   ``EVENT``
+per agent per day              ``AGENT#<agent_id>``                   ``DAY#<date>#<resource>``
+per microDAO per day           ``MICRODAO#<microdao_id>``             ``DAY#<date>#AGENT#<agent>#<resource>``
+per resource per day           ``MONTH#<yyyy-mm>``                    ``DAY#<date>#<resource>``
+=============================  =====================================  ==============================
+
+``resource`` is ``LLM#<logical model>`` or ``TOOL#<tool id>``. The raw put is conditional on the
+event id not existing; if it exists the whole transaction is cancelled and nothing changes.
+Reads (the usage API, the report) are Queries on one partition with a sort-key range — never a scan.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from daarion_common.events import LlmCallEvent, ToolCallEvent
+
+UsageEventModel = LlmCallEvent | ToolCallEvent
+GroupBy = Literal["day", "model", "agent"]
+
+# Counters every aggregate item carries (DynamoDB numbers; ADD is atomic).
+COUNTERS = (
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cost_usd",
+    "latency_ms_sum",
+    "fallbacks",
+    "streamed",
+    "tool_calls",
+    "tool_errors",
+)
+
+ITEMS_PER_EVENT = 4  # one raw put + three aggregate updates, in one transaction
+
+
+def resource_of(event: UsageEventModel) -> str:
+    return f"LLM#{event.model}" if isinstance(event, LlmCallEvent) else f"TOOL#{event.tool_id}"
+
+
+def increments(event: UsageEventModel) -> dict[str, Decimal]:
+    """What one event adds to every aggregate it touches."""
+    failed = 1 if event.status == "error" else 0
+    latency = Decimal(str(round(event.latency_ms, 3)))
+    if isinstance(event, LlmCallEvent):
+        return {
+            "requests": Decimal(1),
+            "errors": Decimal(failed),
+            "prompt_tokens": Decimal(event.prompt_tokens),
+            "completion_tokens": Decimal(event.completion_tokens),
+            "total_tokens": Decimal(event.total_tokens),
+            "cost_usd": Decimal(str(event.cost_usd)),
+            "latency_ms_sum": latency,
+            "fallbacks": Decimal(1 if event.fallback_used else 0),
+            "streamed": Decimal(1 if event.streamed else 0),
+        }
+    return {"tool_calls": Decimal(1), "tool_errors": Decimal(failed), "latency_ms_sum": latency}
+
+
+def _update(table: str, pk: str, sk: str, adds: dict[str, Decimal], labels: dict[str, str]) -> dict[str, Any]:
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    add_parts, set_parts = [], []
+    for i, (attr, value) in enumerate(adds.items()):
+        names[f"#a{i}"] = attr
+        values[f":a{i}"] = {"N": str(value)}
+        add_parts.append(f"#a{i} :a{i}")
+    for i, (attr, value) in enumerate(labels.items()):
+        names[f"#l{i}"] = attr
+        values[f":l{i}"] = {"S": value}
+        set_parts.append(f"#l{i} = :l{i}")
+    expression = "ADD " + ", ".join(add_parts)
+    if set_parts:
+        expression += " SET " + ", ".join(set_parts)
+    return {
+        "Update": {
+            "TableName": table,
+            "Key": {"pk": {"S": pk}, "sk": {"S": sk}},
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+    }
+
+
+def transaction(table: str, event: UsageEventModel, retention_days: int) -> list[dict[str, Any]]:
+    """The TransactItems that record ``event`` exactly once (first item: the conditional raw put)."""
+    day = event.occurred_at.date().isoformat()
+    month = day[:7]
+    resource = resource_of(event)
+    adds = increments(event)
+    expires = int(event.occurred_at.timestamp()) + retention_days * 86400
+    raw = {
+        "pk": {"S": f"EVENT#{event.event_id}"},
+        "sk": {"S": "EVENT"},
+        "type": {"S": event.type},
+        "body": {"S": event.model_dump_json()},
+        "agent_id": {"S": event.agent_id},
+        "microdao_id": {"S": event.microdao_id},
+        "occurred_at": {"S": event.occurred_at.isoformat()},
+        "expires_at": {"N": str(expires)},
+    }
+    labels = {"agent_id": event.agent_id, "microdao_id": event.microdao_id, "resource": resource, "day": day}
+    return [
+        {
+            "Put": {
+                "TableName": table,
+                "Item": raw,
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        },
+        _update(table, f"AGENT#{event.agent_id}", f"DAY#{day}#{resource}", adds, labels),
+        _update(table, f"MICRODAO#{event.microdao_id}", f"DAY#{day}#AGENT#{event.agent_id}#{resource}", adds, labels),
+        _update(table, f"MONTH#{month}", f"DAY#{day}#{resource}", adds, {"resource": resource, "day": day}),
+    ]
+
+
+def record(dynamodb: Any, table: str, event: UsageEventModel, retention_days: int) -> bool:
+    """Write ``event`` and its aggregates atomically. Returns False if it was already recorded."""
+    try:
+        dynamodb.transact_write_items(TransactItems=transaction(table, event, retention_days))
+    except dynamodb.exceptions.TransactionCanceledException as exc:
+        reasons = exc.response.get("CancellationReasons") or []
+        if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+            return False  # this event id is already in the ledger: a redelivery, change nothing
+        raise
+    return True
+
+
+# ---------------------------------------------------------------------------------------- reading
+
+
+@dataclass
+class Totals:
+    requests: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    latency_ms_sum: Decimal = Decimal(0)
+    fallbacks: int = 0
+    streamed: int = 0
+    tool_calls: int = 0
+    tool_errors: int = 0
+
+    def add(self, item: dict[str, Any]) -> None:
+        for name in COUNTERS:
+            if name in item:
+                current = getattr(self, name)
+                value = Decimal(item[name]["N"]) if isinstance(item[name], dict) else Decimal(str(item[name]))
+                setattr(self, name, current + (value if isinstance(current, Decimal) else int(value)))
+
+    def as_dict(self) -> dict[str, Any]:
+        calls = self.requests + self.tool_calls
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "cost_usd": float(round(self.cost_usd, 8)),
+            "avg_latency_ms": float(round(self.latency_ms_sum / calls, 2)) if calls else None,
+            "fallbacks": self.fallbacks,
+            "streamed": self.streamed,
+            "tool_calls": self.tool_calls,
+            "tool_errors": self.tool_errors,
+        }
+
+
+@dataclass
+class UsageReport:
+    date_from: date
+    date_to: date
+    group_by: list[str]
+    source: str
+    totals: Totals = field(default_factory=Totals)
+    series: dict[tuple[str, ...], Totals] = field(default_factory=lambda: defaultdict(Totals))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "from": self.date_from.isoformat(),
+            "to": self.date_to.isoformat(),
+            "group_by": self.group_by,
+            "source": self.source,
+            "totals": self.totals.as_dict(),
+            "series": [
+                {"key": dict(zip(self.group_by, key, strict=True)), **totals.as_dict()}
+                for key, totals in sorted(self.series.items())
+            ],
+        }
+
+
+def _months(date_from: date, date_to: date) -> list[str]:
+    months, current = [], date_from.replace(day=1)
+    while current <= date_to:
+        months.append(current.strftime("%Y-%m"))
+        current = (current + timedelta(days=32)).replace(day=1)
+    return months
+
+
+def _query_all(dynamodb: Any, table: str, pk: str, sk_from: str, sk_to: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk AND sk BETWEEN :a AND :b",
+        "ExpressionAttributeValues": {":pk": {"S": pk}, ":a": {"S": sk_from}, ":b": {"S": sk_to}},
+    }
+    while True:
+        page = dynamodb.query(**kwargs)
+        items.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def query(
+    dynamodb: Any,
+    table: str,
+    *,
+    date_from: date,
+    date_to: date,
+    group_by: list[str],
+    agent_id: str | None = None,
+    microdao_id: str | None = None,
+    kind: Literal["llm", "tool", "all"] = "all",
+) -> UsageReport:
+    """Totals and series for a period from the aggregates: Queries on one partition, never a scan.
+
+    With ``microdao_id`` the microDAO's partition is read (``agent_id`` filters it); with only
+    ``agent_id`` the agent's; with neither, one partition per month. ``group_by`` holds up to two
+    of day, model, agent (``model`` is the resource: a logical model or ``tool:<id>``).
+    """
+    sk_from, sk_to = f"DAY#{date_from.isoformat()}", f"DAY#{date_to.isoformat()}#\uffff"
+    if microdao_id:
+        source = f"MICRODAO#{microdao_id}"
+        items = _query_all(dynamodb, table, source, sk_from, sk_to)
+        if agent_id:
+            items = [i for i in items if i.get("agent_id", {}).get("S") == agent_id]
+    elif agent_id:
+        source = f"AGENT#{agent_id}"
+        items = _query_all(dynamodb, table, source, sk_from, sk_to)
+    else:
+        if "agent" in group_by:
+            raise ValueError("group_by=agent needs agent_id or microdao_id")
+        source = "MONTH#*"
+        items = [
+            i for m in _months(date_from, date_to) for i in _query_all(dynamodb, table, f"MONTH#{m}", sk_from, sk_to)
+        ]
+    report = UsageReport(date_from, date_to, group_by, source)
+    for item in items:
+        resource = item["resource"]["S"]
+        if kind == "llm" and not resource.startswith("LLM#"):
+            continue
+        if kind == "tool" and not resource.startswith("TOOL#"):
+            continue
+        labels = {
+            "day": item["day"]["S"],
+            "model": resource[4:] if resource.startswith("LLM#") else "tool:" + resource[5:],
+            "agent": item.get("agent_id", {}).get("S", ""),
+        }
+        report.totals.add(item)
+        report.series[tuple(labels[g] for g in group_by)].add(item)
+    return report
+
+
+def parse_day(value: str | None, default: date) -> date:
+    if not value:
+        return default
+    return datetime.strptime(value, "%Y-%m-%d").date()

@@ -1,0 +1,1 @@
+"""Operator commands (run from a checkout): `python -m ops.usage_report`."""
