@@ -138,7 +138,7 @@ def test_usage_queue_invokes_the_consumer_and_poison_reaches_the_dlq(stack: Runn
         60,
         "the usage recorder to write the event it received",
     )
-    assert recorded["agent_id"]["S"] == "sofia"
+    assert json.loads(recorded["body"]["S"])["agent_id"] == "sofia"
     assert stack.status()["functions"]["UsageRecorderFunction"]["invocations"] >= 1
 
     sqs.send_message(QueueUrl=queues["UsageQueue"], MessageBody='{"type": "llm_call", "poison": true}')

@@ -108,11 +108,7 @@ def transaction(table: str, event: UsageEventModel, retention_days: int) -> list
     raw = {
         "pk": {"S": f"EVENT#{event.event_id}"},
         "sk": {"S": "EVENT"},
-        "type": {"S": event.type},
-        "body": {"S": event.model_dump_json()},
-        "agent_id": {"S": event.agent_id},
-        "microdao_id": {"S": event.microdao_id},
-        "occurred_at": {"S": event.occurred_at.isoformat()},
+        "body": {"S": event.model_dump_json()},  # the whole event, for audits and replays
         "expires_at": {"N": str(expires)},
     }
     labels = {"agent_id": event.agent_id, "microdao_id": event.microdao_id, "resource": resource, "day": day}
