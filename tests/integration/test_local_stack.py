@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -66,11 +67,11 @@ class RunningStack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+def stack() -> Iterator[RunningStack]:
     busy = [p for p in PORTS if _port_open(p)]
     if busy:
         pytest.fail(f"ports {busy} are in use; stop the running local stack (make dev) before running this test")
-    state = tmp_path_factory.mktemp("devstack")
+    state = Path(tempfile.mkdtemp(prefix="daarion-test-devstack-"))  # outside pytest's pruned basetemp
     log_path = state / "stack.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DATABASE_URL", "INTERNAL_SECRET"))}
     env.update(
