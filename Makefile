@@ -40,6 +40,10 @@ test: $(STAMP) $(SAM_STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+## make demo: Sofia answers a Ukrainian and an English question on the local stack (offline by default)
+demo: $(STAMP)
+	$(BIN)/python -m ops.demo
+
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
