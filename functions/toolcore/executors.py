@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from toolcore.ssrf import Allowlist, Resolver, TargetRefused, check_target, literal_address, system_resolver
 
@@ -92,26 +93,36 @@ def run_http(
     allowlist: Allowlist,
     resolver: Resolver = system_resolver,
     secret_headers: dict[str, str] | None = None,
+    redact: list[str] | None = None,
 ) -> Outcome:
+    """POST ``{args, context}`` to the tool's target. ``redact``: secret values to cut out of the answer
+    (a target that echoes its Authorization header must not hand the token to the agent)."""
     import httpx
 
-    url = httpx.URL(tool.target)
-    host = url.host
-    port = url.port or (443 if url.scheme == "https" else 80)
+    # Parsed here, not by httpx: legacy spellings (0177.0.0.1) must reach the check, not a parser error.
+    parts = urlsplit(tool.target)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return Outcome.fail("upstream_error", "the tool's target URL has an invalid port")
     try:
         address = check_target(host, port, allowlist=allowlist, resolver=resolver)
     except TargetRefused as exc:
         return Outcome.fail("upstream_error", str(exc))
-    pinned = url.copy_with(host=address)  # connect to the checked address, not to a second DNS answer
+    # Connect to the checked address, never to a second DNS answer for the name.
+    netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    pinned = httpx.URL(urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")))
     headers = {
-        "Host": url.netloc.decode("ascii"),
+        "Host": parts.netloc,
         "Content-Type": "application/json",
         "Accept": "application/json",
         **(secret_headers or {}),
     }
-    extensions = {"sni_hostname": host} if url.scheme == "https" and literal_address(host) is None else {}
+    extensions = {"sni_hostname": host} if parts.scheme == "https" and literal_address(host) is None else {}
     body = json.dumps({"args": args, "context": context}, separators=(",", ":")).encode()
-    secret_values = [v for v in (secret_headers or {}).values() if v]
+    # the bare values first, so an echoed "Bearer <token>" reads "Bearer [redacted]"
+    secret_values = [v for v in dict.fromkeys([*(redact or []), *(secret_headers or {}).values()]) if v]
     attempts = 1 + (tool.config.retries if tool.config.hints.idempotent else 0)
     upstream_ms = 0.0
     failure: _AttemptFailed | None = None

@@ -269,6 +269,11 @@ def load_registry(
                     problem("target", "must be an http(s) URL with a host")
                 elif parts.username or parts.password:
                     problem("target", "must not carry credentials (use secrets)")
+                else:
+                    try:
+                        parts.port  # noqa: B018 - raises on an invalid port
+                    except ValueError:
+                        problem("target", "has an invalid port")
         else:
             if config.secrets:
                 problem("secrets", "python tools run inside Toolcore and take no secrets")

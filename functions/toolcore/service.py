@@ -133,7 +133,7 @@ class ToolService:
             logger.exception("tool call failed unexpectedly", extra={"tool_id": request.tool_id})
             outcome = Outcome.fail("internal", "An internal error occurred; it has been logged.")
         timings.upstream_ms = outcome.upstream_ms
-        latency_ms = (time.perf_counter() - started) * 1000 - timings.aws_ms
+        latency_ms = (time.perf_counter() - started) * 1000  # what the caller waits for, before the audit
         tool_id = tool.id if tool is not None else request.tool_id
         body: dict[str, Any] = {
             "ok": outcome.ok,
@@ -204,13 +204,17 @@ class ToolService:
         from toolcore.secrets import SecretUnavailable, secret_value
 
         headers: dict[str, str] = {}
+        raw: list[str] = []
         for name, spec in tool.secrets:
             try:
-                headers[spec.header] = spec.prefix + secret_value(name)
+                raw.append(secret_value(name))
+                headers[spec.header] = spec.prefix + raw[-1]
             except SecretUnavailable as exc:
                 logger.error("tool secret unavailable", extra={"tool_id": tool.id, "secret": name, "reason": str(exc)})
                 return Outcome.fail("internal", "The tool's credentials are not available; it was not called.")
-        return run_http(tool, args, context, allowlist=self.allowlist, resolver=self.resolver, secret_headers=headers)
+        return run_http(
+            tool, args, context, allowlist=self.allowlist, resolver=self.resolver, secret_headers=headers, redact=raw
+        )
 
     def _idempotent(
         self, tool: Tool, request: CallRequest, context: dict[str, Any], timings: CallTimings
