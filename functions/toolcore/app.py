@@ -47,6 +47,7 @@ def call_tool(request: ToolCallRequest, http_request: Request) -> JSONResponse:
             context=request.context,
             idempotency_key=request.idempotency_key,
             request_id=request_id_of(http_request),
+            lambda_context=http_request.scope.get("aws.context"),
         )
     )
     return JSONResponse(result.body, headers={"Server-Timing": _server_timing(result.timings)})
@@ -69,6 +70,7 @@ async def mcp(http_request: Request) -> Response:
         microdao_id=headers.get("x-microdao-id"),
         channel_id=headers.get("x-channel-id"),
         request_id=request_id_of(http_request),
+        lambda_context=http_request.scope.get("aws.context"),
     )
     if reply is None:
         return Response(status_code=202)

@@ -38,6 +38,7 @@ def handle(
     microdao_id: str | None,
     channel_id: str | None = None,
     request_id: str | None = None,
+    lambda_context: Any = None,
 ) -> dict[str, Any] | None:
     """The JSON-RPC response to ``message``, or None for a notification or a response."""
     if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
@@ -91,6 +92,7 @@ def handle(
             context={"channel_id": channel_id, "via": "mcp"} if channel_id else {"via": "mcp"},
             idempotency_key=key,
             request_id=request_id,
+            lambda_context=lambda_context,
         )
     ).body
     if not outcome["ok"] and outcome["error"]["code"] == "tool_not_found":

@@ -40,6 +40,7 @@ class CallRequest:
     context: dict[str, Any] | None = None
     idempotency_key: str | None = None
     request_id: str | None = None
+    lambda_context: Any = None  # lets an in-progress idempotency record expire with the invocation
 
 
 @dataclass
@@ -234,7 +235,9 @@ class ToolService:
             IdempotencyValidationError,
         )
 
-        runner = _idempotent_runner(table)
+        runner, config = _idempotent_runner(table)
+        if request.lambda_context is not None:
+            config.register_lambda_context(request.lambda_context)
         executed: list[float] = []
         call = {
             "tool_id": tool.id,
@@ -296,11 +299,11 @@ class ToolService:
         timings.aws_calls += 1
 
 
-_runners: dict[str, Any] = {}
+_runners: dict[str, tuple[Any, Any]] = {}
 _runners_lock = threading.Lock()
 
 
-def _idempotent_runner(table: str) -> Any:
+def _idempotent_runner(table: str) -> tuple[Any, Any]:
     """Powertools' idempotent_function on the DynamoDB table, built once per container and table."""
     with _runners_lock:
         if table in _runners:
@@ -326,8 +329,8 @@ def _idempotent_runner(table: str) -> Any:
         def run(call: dict[str, Any], execute: Any) -> dict[str, Any]:
             return execute()
 
-        _runners[table] = run
-        return run
+        _runners[table] = (run, config)
+        return run, config
 
 
 def reset_runners() -> None:
