@@ -67,12 +67,18 @@ def http_client() -> httpx.Client:
     if _client is None:
         with _client_lock:
             if _client is None:
+                import socket
+
                 import httpx
 
+                limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
+                # TCP_NODELAY: a request is small headers then a small body; Nagle would hold the body
+                # back for the target's delayed ACK (~40 ms on Linux loopback).
+                nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
                 _client = httpx.Client(
+                    transport=httpx.HTTPTransport(limits=limits, socket_options=nodelay),
                     follow_redirects=False,
                     trust_env=False,
-                    limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
                     headers={"User-Agent": "daarion-toolcore/1"},
                 )
     return _client
@@ -216,7 +222,9 @@ def run_python(tool: Tool, args: dict[str, Any], context: dict[str, Any]) -> Out
     started = time.perf_counter()
     try:
         if inspect.iscoroutinefunction(function):
-            result = asyncio.run(asyncio.wait_for(function(args, context), timeout_s))
+            # its own loop in a worker thread: the caller may itself be running on an event loop
+            coroutine = asyncio.wait_for(function(args, context), timeout_s)
+            result = _pool.submit(asyncio.run, coroutine).result()
         else:
             result = _pool.submit(function, args, context).result(timeout=timeout_s)
     except (TimeoutError, concurrent.futures.TimeoutError):
