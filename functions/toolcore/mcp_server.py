@@ -68,8 +68,8 @@ def handle(
         return _result(msg_id, {})
     if method not in ("tools/list", "tools/call"):
         return _error(msg_id, METHOD_NOT_FOUND, f"Method not found: {method}")
-    if not agent_id or not microdao_id:
-        return _error(msg_id, INVALID_REQUEST, "X-Agent-Id and X-Microdao-Id headers are required.")
+    if not agent_id or not microdao_id or len(agent_id) > 200 or len(microdao_id) > 200:
+        return _error(msg_id, INVALID_REQUEST, "X-Agent-Id and X-Microdao-Id headers are required (<= 200 chars).")
 
     if method == "tools/list":
         tools = service.visible_tools(agent_id, microdao_id)
@@ -77,8 +77,8 @@ def handle(
 
     name = params.get("name")
     arguments = params.get("arguments") or {}
-    if not isinstance(name, str) or not name:
-        return _error(msg_id, INVALID_PARAMS, "params.name is required.")
+    if not isinstance(name, str) or not name or len(name) > 200:
+        return _error(msg_id, INVALID_PARAMS, "params.name is required (at most 200 characters).")
     if not isinstance(arguments, dict):
         return _error(msg_id, INVALID_PARAMS, "params.arguments must be an object.")
     meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
