@@ -124,6 +124,7 @@ class Stack:
     functions: dict[str, tpl.FunctionSpec] = field(default_factory=dict)
     physical: dict[str, dict[str, str]] = field(default_factory=dict)
     invoker: Any = None
+    demo: Any = None  # the demo projects service (devstack/demo_projects.py), Toolcore's local tool target
     started_at: float = field(default_factory=time.time)
 
     # ------------------------------------------------------------------ pieces
@@ -209,6 +210,17 @@ class Stack:
         )
         if not self.config.aws_endpoint_url:
             env.update(LOCAL_AWS_ENV)
+        if spec.logical_id == "ToolcoreFunction" and self.demo is not None:
+            env.update(self.demo_tool_env())
+        return env
+
+    def demo_tool_env(self) -> dict[str, str]:
+        """Toolcore's shipped tools point at the demo projects service (allowlisted: it is on loopback),
+        unless the environment names real targets."""
+        env = {name: os.environ.get(name) or self.demo.url for name in ("PROJECTS_API_URL", "FOLLOWUPS_API_URL")}
+        allow = [a for a in (os.environ.get("TOOL_HOST_ALLOWLIST") or "").split(",") if a]
+        env["TOOL_HOST_ALLOWLIST"] = ",".join([*allow, self.demo.host_port])
+        env["TOOL_SECRET_PROJECTS_API"] = os.environ.get("TOOL_SECRET_PROJECTS_API") or self.demo.token
         return env
 
     def start_functions(self) -> None:
@@ -337,7 +349,8 @@ class Stack:
             f"  API gateway    http://127.0.0.1:{gateway}  (every route of template.yaml; /_local/status)",
             f"  LLM Proxy      http://127.0.0.1:{llm}",
             f"  Memory         http://127.0.0.1:{mem}",
-            f"  Toolcore       http://127.0.0.1:{tools}",
+            f"  Toolcore       http://127.0.0.1:{tools}  (POST /mcp too)",
+            f"  demo projects  {self.demo.url if self.demo else '-'}  (DEMO target of projects.list, task.create)",
             f"  consumers      {'; '.join(self.poller_lines)}",
             f"  LLM providers  {provider_status()}",
             f"  X-Internal-Secret  {secret}",
@@ -360,6 +373,9 @@ class Stack:
             raise SystemExit("PostgreSQL did not start; see the log above")
         skipped = self.create_resources()
         log(f"created resources from template.yaml; not needed locally: {', '.join(skipped) or 'none'}")
+        from devstack.demo_projects import DemoProjects
+
+        self.demo = DemoProjects().start()
         self.start_functions()
         self.poller_lines = self.start_pollers()
 
@@ -379,6 +395,8 @@ class Stack:
                 proc.wait()
         if self.invoker is not None:
             self.invoker.close()
+        if self.demo is not None:
+            self.demo.stop()
         if self.pg is not None:
             self.pg.cleanup()
         log("stopped")

@@ -50,6 +50,14 @@ class Settings(BaseSettings):
     idempotency_table: str | None = None
     usage_retention_days: int = Field(default=90, ge=1)
 
+    # Toolcore: where its shipped tools point, hosts exempt from the SSRF address check
+    # (comma-separated host or host:port), and the Secrets Manager ARNs of its named tool secrets
+    # (a JSON object name -> ARN).
+    projects_api_url: str | None = None
+    followups_api_url: str | None = None
+    tool_host_allowlist: str | None = None
+    tool_secret_arns: str | None = None
+
     @property
     def is_local(self) -> bool:
         return self.app_env == "local"

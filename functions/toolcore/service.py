@@ -1,0 +1,362 @@
+"""Toolcore's domain: which tools an agent may see and call, and one call from request to audit event.
+
+The HTTP routes and the MCP endpoint both go through :class:`ToolService`; the permission check runs on
+every call, whatever the caller listed before (a hidden tool is not a security boundary).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from daarion_common.observability import MetricUnit, logger, metrics
+from toolcore.executors import Outcome, run_http, run_python
+from toolcore.registry import Registry, Tool, load_registry
+from toolcore.ssrf import Allowlist, Resolver, system_resolver
+
+ERROR_CODES = (
+    "permission_denied",
+    "tool_not_found",
+    "tool_disabled",
+    "invalid_args",
+    "timeout",
+    "upstream_error",
+    "invalid_result",
+    "internal",
+)
+
+
+@dataclass
+class CallRequest:
+    tool_id: str
+    agent_id: str
+    microdao_id: str
+    args: dict[str, Any]
+    context: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    request_id: str | None = None
+    lambda_context: Any = None  # lets an in-progress idempotency record expire with the invocation
+
+
+@dataclass
+class CallTimings:
+    """Where a call's time went, for the Server-Timing header and the benchmark."""
+
+    upstream_ms: float = 0.0  # the tool's target (or function) itself
+    aws_ms: float = 0.0  # the audit event and the idempotency store
+    aws_calls: int = 0
+
+
+@dataclass
+class CallResult:
+    body: dict[str, Any]
+    timings: CallTimings = field(default_factory=CallTimings)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.body["ok"])
+
+
+def _json_path(path: Any, root: str) -> str:
+    out = root
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def describe_validation_error(validator: Any, instance: Any, root: str = "args") -> str | None:
+    """The most relevant error as ``args.limit: 500 is greater than the maximum of 100``, or None."""
+    from jsonschema.exceptions import best_match
+
+    error = best_match(validator.iter_errors(instance))
+    if error is None:
+        return None
+    return f"{_json_path(error.absolute_path, root)}: {error.message}"
+
+
+class _Failed(Exception):
+    """Carries a failed outcome out of the idempotent section, so the record is removed (retry allowed)."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.code)
+        self.outcome = outcome
+
+
+class ToolService:
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        *,
+        allowlist: Allowlist | None = None,
+        resolver: Resolver = system_resolver,
+    ) -> None:
+        self._registry = registry
+        self._allowlist = allowlist
+        self.resolver = resolver
+        self._lock = threading.Lock()
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            with self._lock:
+                if self._registry is None:
+                    self._registry = load_registry(os.environ.get("TOOLCORE_REGISTRY") or None)
+        return self._registry
+
+    @property
+    def allowlist(self) -> Allowlist:
+        if self._allowlist is None:
+            from daarion_common.settings import get_settings
+
+            self._allowlist = Allowlist.parse(get_settings().tool_host_allowlist)
+        return self._allowlist
+
+    # ------------------------------------------------------------ listing
+    def visible_tools(self, agent_id: str, microdao_id: str) -> list[Tool]:
+        return self.registry.visible_to(agent_id, microdao_id)
+
+    # ------------------------------------------------------------ calling
+    def call(self, request: CallRequest) -> CallResult:
+        """One call, audited whatever happens. Never raises."""
+        started = time.perf_counter()
+        timings = CallTimings()
+        tool: Tool | None = None
+        replayed = False
+        try:
+            tool = self.registry.get(request.tool_id)
+            outcome, replayed = self._call(tool, request, timings)
+        except Exception:  # a bug or an unexpected failure: the caller gets `internal`, the log gets the rest
+            logger.exception("tool call failed unexpectedly", extra={"tool_id": request.tool_id})
+            outcome = Outcome.fail("internal", "An internal error occurred; it has been logged.")
+        timings.upstream_ms = outcome.upstream_ms
+        latency_ms = (time.perf_counter() - started) * 1000  # what the caller waits for, before the audit
+        tool_id = tool.id if tool is not None else request.tool_id
+        body: dict[str, Any] = {
+            "ok": outcome.ok,
+            "result": outcome.result if outcome.ok else None,
+            "error": None if outcome.ok else {"code": outcome.code, "message": outcome.message},
+            "tool_id": tool_id,
+            "latency_ms": round(latency_ms, 3),
+        }
+        if outcome.truncated:
+            body["truncated"] = True
+        if replayed:
+            body["idempotent_replay"] = True
+        self._audit(request, tool_id, outcome, latency_ms, timings)
+        metrics.add_metric(name="ToolCalls" if outcome.ok else "ToolCallErrors", unit=MetricUnit.Count, value=1)
+        logger.info(
+            "tool call",
+            extra={"tool_id": tool_id, "agent_id": request.agent_id, "microdao_id": request.microdao_id,
+                   "ok": outcome.ok, "error_code": outcome.code, "latency_ms": round(latency_ms, 3),
+                   "upstream_ms": round(outcome.upstream_ms, 3), "attempts": outcome.attempts},
+        )  # fmt: skip
+        return CallResult(body, timings)
+
+    def _call(self, tool: Tool | None, request: CallRequest, timings: CallTimings) -> tuple[Outcome, bool]:
+        if tool is None:
+            return Outcome.fail("tool_not_found", f"No tool '{request.tool_id}'."), False
+        if not tool.allows(request.agent_id, request.microdao_id):
+            return Outcome.fail(
+                "permission_denied", f"Agent '{request.agent_id}' may not call '{tool.id}' in this microDAO."
+            ), False
+        if not tool.enabled:
+            reason = tool.disabled_reason or "disabled in the registry"
+            return Outcome.fail("tool_disabled", f"Tool '{tool.id}' is disabled ({reason})."), False
+        if not isinstance(request.args, dict):
+            return Outcome.fail("invalid_args", "args: must be an object"), False
+        problem = describe_validation_error(tool.input_validator, request.args)
+        if problem:
+            return Outcome.fail("invalid_args", problem), False
+        tenant_arg = tool.config.tenant_arg
+        if tenant_arg and request.args.get(tenant_arg) != request.microdao_id:
+            return Outcome.fail(
+                "permission_denied", f"args.{tenant_arg} must be the caller's own microDAO ('{request.microdao_id}')."
+            ), False
+        # What the target learns about the caller: the verified identity overrides whatever context says.
+        context = {
+            **(request.context or {}),
+            "agent_id": request.agent_id,
+            "microdao_id": request.microdao_id,
+            "tool_id": tool.id,
+            "request_id": request.request_id,
+        }
+        if request.idempotency_key and not tool.config.hints.idempotent:
+            outcome, replayed = self._idempotent(tool, request, context, timings)
+        else:
+            outcome, replayed = self._execute(tool, request.args, context), False
+        if outcome.ok and not outcome.truncated and tool.output_validator is not None:
+            problem = describe_validation_error(tool.output_validator, outcome.result, root="result")
+            if problem:
+                outcome = Outcome.fail(
+                    "invalid_result",
+                    "The tool's result does not match its output_schema: " + problem,
+                    attempts=outcome.attempts, upstream_ms=outcome.upstream_ms,
+                )  # fmt: skip
+        return outcome, replayed
+
+    def _execute(self, tool: Tool, args: dict[str, Any], context: dict[str, Any]) -> Outcome:
+        if tool.config.executor == "python":
+            return run_python(tool, args, context)
+        from toolcore.secrets import SecretUnavailable, secret_value
+
+        headers: dict[str, str] = {}
+        raw: list[str] = []
+        for name, spec in tool.secrets:
+            try:
+                raw.append(secret_value(name))
+                headers[spec.header] = spec.prefix + raw[-1]
+            except SecretUnavailable as exc:
+                logger.error("tool secret unavailable", extra={"tool_id": tool.id, "secret": name, "reason": str(exc)})
+                return Outcome.fail("internal", "The tool's credentials are not available; it was not called.")
+        return run_http(
+            tool, args, context, allowlist=self.allowlist, resolver=self.resolver, secret_headers=headers, redact=raw
+        )
+
+    def _idempotent(
+        self, tool: Tool, request: CallRequest, context: dict[str, Any], timings: CallTimings
+    ) -> tuple[Outcome, bool]:
+        """Run at most once per (tool, agent, microDAO, idempotency_key); a repeat returns the first result.
+
+        Only successful outcomes are kept: a failed call may be retried with the same key.
+        """
+        from daarion_common.settings import get_settings
+
+        table = get_settings().idempotency_table
+        if not table:
+            return Outcome.fail("internal", "No idempotency store is configured; the tool was not called."), False
+        from aws_lambda_powertools.utilities.idempotency.exceptions import (
+            IdempotencyAlreadyInProgressError,
+            IdempotencyPersistenceLayerError,
+            IdempotencyValidationError,
+        )
+
+        runner, config = _idempotent_runner(table)
+        if request.lambda_context is not None:
+            config.register_lambda_context(request.lambda_context)
+        executed: list[float] = []
+        call = {
+            "tool_id": tool.id,
+            "agent_id": request.agent_id,
+            "microdao_id": request.microdao_id,
+            "idempotency_key": request.idempotency_key,
+            "args": request.args,
+        }
+
+        def execute() -> dict[str, Any]:
+            outcome = self._execute(tool, request.args, context)
+            executed.append(outcome.upstream_ms)
+            if not outcome.ok:
+                raise _Failed(outcome)
+            return outcome.to_dict()
+
+        started = time.perf_counter()
+        try:
+            stored = runner(call=call, execute=execute)
+        except _Failed as failed:
+            return failed.outcome, False
+        except IdempotencyValidationError:
+            return Outcome.fail("invalid_args", "idempotency_key was already used with different args."), False
+        except IdempotencyAlreadyInProgressError:
+            message = "A call with this idempotency_key is still in progress; retry later."
+            return Outcome.fail("internal", message), False
+        except IdempotencyPersistenceLayerError:
+            logger.exception("idempotency store failed", extra={"tool_id": tool.id})
+            return Outcome.fail("internal", "The idempotency store is unavailable; the tool was not called."), False
+        finally:
+            total = (time.perf_counter() - started) * 1000
+            timings.aws_ms += max(0.0, total - sum(executed))
+            timings.aws_calls += 1 if not executed else 2  # read/put, then the update with the result
+        outcome = Outcome(**stored)
+        replayed = not executed
+        if replayed:
+            outcome.upstream_ms = 0.0
+        return outcome, replayed
+
+    def _audit(
+        self, request: CallRequest, tool_id: str, outcome: Outcome, latency_ms: float, timings: CallTimings
+    ) -> None:
+        from daarion_common.events import ToolCallEvent
+        from daarion_common.usage import emit
+
+        channel = (request.context or {}).get("channel_id")
+        event = ToolCallEvent(
+            agent_id=request.agent_id[:200] or "unknown",
+            microdao_id=request.microdao_id[:200] or "unknown",
+            channel_id=channel[:200] if isinstance(channel, str) and channel else None,
+            latency_ms=max(0.0, latency_ms),
+            status="ok" if outcome.ok else "error",
+            error_code=outcome.code,
+            tool_id=tool_id or "unknown",
+        )
+        started = time.perf_counter()
+        emit(event)
+        timings.aws_ms += (time.perf_counter() - started) * 1000
+        timings.aws_calls += 1
+
+
+_runners: dict[str, tuple[Any, Any]] = {}
+_runners_lock = threading.Lock()
+
+
+def _idempotent_runner(table: str) -> tuple[Any, Any]:
+    """Powertools' idempotent_function on the DynamoDB table, built once per container and table."""
+    with _runners_lock:
+        if table in _runners:
+            return _runners[table]
+        from aws_lambda_powertools.utilities.idempotency import (
+            DynamoDBPersistenceLayer,
+            IdempotencyConfig,
+            idempotent_function,
+        )
+
+        from daarion_common.aws import client
+
+        persistence = DynamoDBPersistenceLayer(table_name=table, boto3_client=client("dynamodb"))
+        config = IdempotencyConfig(
+            event_key_jmespath="[tool_id, agent_id, microdao_id, idempotency_key]",
+            payload_validation_jmespath="args",
+            raise_on_no_idempotency_key=True,
+            expires_after_seconds=24 * 3600,
+            use_local_cache=False,  # a container-local cache could answer for a key another container failed
+        )
+
+        @idempotent_function(data_keyword_argument="call", persistence_store=persistence, config=config)
+        def run(call: dict[str, Any], execute: Any) -> dict[str, Any]:
+            return execute()
+
+        _runners[table] = (run, config)
+        return run, config
+
+
+def reset_runners() -> None:
+    """Forget cached idempotency runners (tests that switch endpoints)."""
+    with _runners_lock:
+        _runners.clear()
+
+
+# ---------------------------------------------------------------- the container's service
+
+_current: ToolService | None = None
+
+
+def current() -> ToolService:
+    global _current
+    if _current is None:
+        _current = ToolService()
+    return _current
+
+
+@contextlib.contextmanager
+def use(service: ToolService) -> Iterator[ToolService]:
+    """Serve with ``service`` for the duration (tests inject a registry, allowlist and resolver)."""
+    global _current
+    previous, _current = _current, service
+    try:
+        yield service
+    finally:
+        _current = previous

@@ -1,0 +1,81 @@
+"""End to end over HTTP through the local stack: Toolcore behind the local API gateway calls the demo
+projects service (allowlisted loopback target, token injected as the projects_api secret), stores
+idempotency records in the stack's moto, and serves MCP to the official SDK client."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import uuid
+
+import httpx
+import httpx2
+import pytest
+
+pytestmark = pytest.mark.slow
+
+HEADERS = {"X-Internal-Secret": "dev-secret-token"}
+
+
+def call(stack, body: dict) -> dict:
+    response = httpx.post(f"{stack.toolcore}/internal/tools/call", json=body, headers=HEADERS, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_projects_list_reaches_the_demo_target(local_stack):
+    out = call(local_stack, {"tool_id": "projects.list", "agent_id": "sofia", "microdao_id": "dao-42",
+                             "args": {"microdao_id": "dao-42"}})  # fmt: skip
+    assert out["ok"] is True, out
+    assert out["result"]["demo"] is True
+    assert {p["id"] for p in out["result"]["projects"]} == {"demo-proj-1", "demo-proj-2"}  # active only
+
+
+def test_another_microdaos_projects_are_refused(local_stack):
+    out = call(local_stack, {"tool_id": "projects.list", "agent_id": "sofia", "microdao_id": "dao-42",
+                             "args": {"microdao_id": "dao-7"}})  # fmt: skip
+    assert out["error"]["code"] == "permission_denied"
+
+
+def test_task_create_is_idempotent_by_key_through_the_stack(local_stack):
+    body = {"tool_id": "task.create", "agent_id": "sofia", "microdao_id": "dao-42",
+            "args": {"microdao_id": "dao-42", "project_id": "demo-proj-1", "title": "Water the garden"},
+            "idempotency_key": f"e2e-{uuid.uuid4().hex}"}  # fmt: skip
+    first, second = call(local_stack, body), call(local_stack, body)
+    assert first["ok"] is True, first
+    assert first["result"]["task"]["title"] == "Water the garden"
+    assert first["result"]["task"]["created_by"] == "sofia"
+    assert second["result"] == first["result"] and second["idempotent_replay"] is True
+
+
+def test_listing_in_openai_format_through_the_gateway(local_stack):
+    response = httpx.get(
+        f"{local_stack.gateway}/internal/tools",
+        params={"agent_id": "sofia", "microdao_id": "dao-42", "format": "openai"},
+        headers=HEADERS,
+        timeout=30,
+    )
+    assert response.status_code == 200
+    names = {t["function"]["name"] for t in response.json()["tools"]}
+    assert {"projects__list", "task__create", "followup__create"} <= names
+
+
+def test_mcp_sdk_client_through_the_stack(local_stack):
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def work():
+        headers = {**HEADERS, "X-Agent-Id": "sofia", "X-Microdao-Id": "dao-42"}
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=30) as http,
+            Client(streamable_http_client(f"{local_stack.gateway}/mcp", http_client=http)) as client,
+        ):
+            tools = await client.list_tools()
+            result = await client.call_tool("projects.list", {"microdao_id": "dao-42", "status": "all"})
+            return tools, result
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        tools, result = pool.submit(asyncio.run, work()).result()
+    assert "projects.list" in {t.name for t in tools.tools}
+    assert result.is_error is False
+    assert len(result.structured_content["projects"]) == 3
