@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     rate_limit_table: str | None = None
     idempotency_table: str | None = None
 
+    # The LLM Proxy's provider keys in AWS: a JSON secret {"openai": "sk-...", "deepseek": "..."}.
+    llm_provider_secret_arn: str | None = None
+
     @property
     def is_local(self) -> bool:
         return self.app_env == "local"
