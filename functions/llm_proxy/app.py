@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ from llm_proxy.usage_api import router as usage_router
 M = TypeVar("M", bound=BaseModel)
 # The raw JSON body: validated by the routes themselves, so a malformed call is still counted.
 JsonBody = Annotated[Any, Body()]
+_UNION_TAG = re.compile(r"^(str|int|float|bool|none|.*\[.*\].*)$")
 
 app = create_app(
     "llm-proxy",
@@ -70,7 +72,13 @@ def _parse(model: type[M], payload: Any) -> M:
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e.get("loc", ()))} for e in exc.errors(include_url=False)]
+        errors, seen = [], set()
+        for error in exc.errors(include_url=False):
+            # a union field reports one error per member type ('str', 'list[...]'): name the field once
+            loc = tuple(p for p in error.get("loc", ()) if not (isinstance(p, str) and _UNION_TAG.match(p)))
+            if loc not in seen:
+                seen.add(loc)
+                errors.append({**error, "loc": ("body", *loc)})
         raise RequestValidationError(errors) from None
 
 

@@ -22,6 +22,7 @@ from llm_proxy.config import ModelConfig, RoutingConfig, get_config
 # Swappable so tests can record the waits instead of sleeping them.
 sleep: Callable[[float], None] = time.sleep
 
+NO_KEY = "not-needed"
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 # Upstream answers that mean the caller's request is wrong: no fallback can fix those.
 CALLER_ERROR_STATUS = frozenset({400, 413, 422})
@@ -149,8 +150,9 @@ def _retry_after_s(exc: Any) -> float | None:
         return max(0.0, parsed.timestamp() - time.time()) if parsed else None
 
 
-def _describe(exc: Exception) -> tuple[str, bool, bool, int | None]:
-    """(short description, retryable, is_timeout, status). Never includes request headers (keys)."""
+def _describe(exc: Exception, secret: str | None) -> tuple[str, bool, bool, int | None]:
+    """(short description, retryable, is_timeout, status). Upstream messages are cut short and scrubbed of
+    the provider key (some providers echo it back); request headers are never included."""
     import openai
 
     if isinstance(exc, openai.APITimeoutError):
@@ -162,9 +164,10 @@ def _describe(exc: Exception) -> tuple[str, bool, bool, int | None]:
         try:
             body = exc.response.json()
             error = body.get("error") if isinstance(body, dict) else None
-            message = str(error.get("message") if isinstance(error, dict) else error or "")[:200]
+            message = str(error.get("message") if isinstance(error, dict) else error or "")
         except Exception:  # a non-JSON error body: the status says enough
             message = ""
+        message = scrub(message, secret)[:200]
         return (
             (f"HTTP {exc.status_code}" + (f": {message}" if message else "")),
             (exc.status_code in RETRYABLE_STATUS),
@@ -172,6 +175,14 @@ def _describe(exc: Exception) -> tuple[str, bool, bool, int | None]:
             exc.status_code,
         )
     return f"{type(exc).__name__}", False, False, None
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """Remove a key, and any long prefix of it, from text meant for callers or logs."""
+    if not secret or len(secret) < 8 or secret == NO_KEY:
+        return text
+    text = text.replace(secret, "***")
+    return text.replace(secret[: max(8, len(secret) // 2)], "***")
 
 
 def _wait_before_retry(exc: Exception, attempt: int, config: RoutingConfig, ctx: CallContext) -> bool:
@@ -230,6 +241,14 @@ def admit(config: RoutingConfig, ctx: CallContext, model: ModelConfig, prompt_te
     ctx.aws_ms += admission.aws_ms
 
 
+def _planned(config: RoutingConfig, ctx: CallContext) -> tuple[list[Candidate], list[Attempt]]:
+    """The chain, checked before any limit is spent: nothing configured is an error right away."""
+    chain = plan(config, ctx.model)
+    if not chain[0]:
+        raise _fail(chain[1])
+    return chain
+
+
 def _capped_body(body: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
     out = dict(body)
     key = "max_completion_tokens" if "max_completion_tokens" in out else "max_tokens"
@@ -245,13 +264,14 @@ def _time_left(ctx: CallContext, model: ModelConfig) -> float:
 def run_chain(
     config: RoutingConfig,
     ctx: CallContext,
+    chain: tuple[list[Candidate], list[Attempt]],
     body: dict[str, Any],
     call: Callable[[Candidate, dict[str, Any], float], Any],
 ) -> tuple[Any, Candidate]:
     """Try each candidate (attempts with backoff), skipping open circuits; raise the summary if all fail."""
     if not ctx.deadline:
         ctx.deadline = ctx.started + config.retry.total_timeout_s
-    candidates, attempts = plan(config, ctx.model)
+    candidates, attempts = chain[0], list(chain[1])
     breaker_cfg = config.circuit_breaker
     for index, cand in enumerate(candidates):
         if cand.offline_for is None and not providers.breaker.allow(cand.access.name, breaker_cfg):
@@ -269,7 +289,7 @@ def run_chain(
                 raise
             except Exception as exc:
                 ctx.upstream_ms += (time.perf_counter() - begin) * 1000
-                text, retryable, is_timeout, status = _describe(exc)
+                text, retryable, is_timeout, status = _describe(exc, cand.access.api_key)
                 if status in CALLER_ERROR_STATUS:
                     raise ApiError(
                         400 if status != 413 else 413,
@@ -307,6 +327,7 @@ def chat(ctx: CallContext, body: dict[str, Any]) -> ChatResult:
     config = get_config()
     model = resolve(config, ctx.model, "chat")
     prompt_text = providers.messages_text(body["messages"])
+    chain = _planned(config, ctx)
     capped = _capped_body(body, model)
     admit(config, ctx, model, prompt_text, capped.get("max_completion_tokens") or capped["max_tokens"])
 
@@ -320,7 +341,7 @@ def chat(ctx: CallContext, body: dict[str, Any]) -> ChatResult:
         )
         return json.loads(raw.content)
 
-    data, cand = run_chain(config, ctx, body, call)
+    data, cand = run_chain(config, ctx, chain, body, call)
     ctx.model_resolved = str(data.get("model") or cand.model.physical)
     message = ((data.get("choices") or [{}])[0] or {}).get("message") or {}
     _account(ctx, cand, data.get("usage"), prompt_text, str(message.get("content") or ""))
@@ -344,6 +365,7 @@ def chat_stream(ctx: CallContext, body: dict[str, Any]) -> ChatStream:
     config = get_config()
     model = resolve(config, ctx.model, "chat")
     prompt_text = providers.messages_text(body["messages"])
+    chain = _planned(config, ctx)
     capped_primary = _capped_body(body, model)
     admit(
         config, ctx, model, prompt_text,
@@ -368,7 +390,7 @@ def chat_stream(ctx: CallContext, body: dict[str, Any]) -> ChatStream:
         response = manager.__enter__()  # raises the upstream's status errors before any byte is relayed
         return response.iter_lines(), lambda: manager.__exit__(None, None, None)
 
-    (lines, close), cand = run_chain(config, ctx, body, call)
+    (lines, close), cand = run_chain(config, ctx, chain, body, call)
     ctx.provider = cand.access.name
     ctx.model_resolved = OFFLINE if cand.offline_for is not None else cand.model.physical
     return ChatStream(cand, lines, close)
@@ -403,6 +425,7 @@ def embeddings(ctx: CallContext, texts: list[str], input_type: str, dimensions: 
     model = resolve(config, ctx.model, "embeddings")
     ctx.call_kind = "embeddings"
     prompt_text = "\n".join(texts)
+    chain = _planned(config, ctx)
     admit(config, ctx, model, prompt_text, 0)
 
     def call(cand: Candidate, _capped: dict[str, Any], timeout: float) -> tuple[list[list[float]], int]:
@@ -417,7 +440,7 @@ def embeddings(ctx: CallContext, texts: list[str], input_type: str, dimensions: 
         vectors = [row["embedding"] for row in sorted(data["data"], key=lambda r: r["index"])]
         return vectors, int((data.get("usage") or {}).get("prompt_tokens") or 0)
 
-    (vectors, tokens), cand = run_chain(config, ctx, {}, call)
+    (vectors, tokens), cand = run_chain(config, ctx, chain, {}, call)
     ctx.provider = cand.access.name
     ctx.model_resolved = cand.model.physical
     ctx.prompt_tokens = tokens or providers.estimate_tokens(prompt_text)
