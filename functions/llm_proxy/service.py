@@ -8,6 +8,7 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -178,11 +179,15 @@ def _describe(exc: Exception, secret: str | None) -> tuple[str, bool, bool, int 
 
 
 def scrub(text: str, secret: str | None) -> str:
-    """Remove a key, and any long prefix of it, from text meant for callers or logs."""
+    """Remove the key, or any long piece of it (providers echo keys back, whole or in part), from text
+    meant for callers or logs."""
     if not secret or len(secret) < 8 or secret == NO_KEY:
         return text
     text = text.replace(secret, "***")
-    return text.replace(secret[: max(8, len(secret) // 2)], "***")
+    return _TOKEN.sub(lambda m: "***" if len(m.group()) >= 10 and m.group() in secret else m.group(), text)
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9_\-]+")
 
 
 def _wait_before_retry(exc: Exception, attempt: int, config: RoutingConfig, ctx: CallContext) -> bool:
