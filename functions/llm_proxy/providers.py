@@ -88,18 +88,9 @@ def openai_client(acc: ProviderAccess) -> Any:
     cache_key = (acc.name, acc.base_url, hashlib.sha256(acc.api_key.encode()).hexdigest())
     found = _clients.get(cache_key)
     if found is None:
-        import httpx
         from openai import OpenAI
 
-        found = OpenAI(
-            base_url=acc.base_url,
-            api_key=acc.api_key,
-            max_retries=0,
-            http_client=httpx.Client(
-                limits=httpx.Limits(max_keepalive_connections=20, keepalive_expiry=60),
-                timeout=httpx.Timeout(60, connect=5),
-            ),
-        )
+        found = OpenAI(base_url=acc.base_url, api_key=acc.api_key, max_retries=0, timeout=60)
         _clients[cache_key] = found
     return found
 
