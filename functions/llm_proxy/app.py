@@ -10,11 +10,12 @@ usage event, success or failure, before the response returns.
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
@@ -64,6 +65,11 @@ class BearerAsInternalSecret:
 
 
 app.add_middleware(BearerAsInternalSecret)
+
+
+# Routes are `async def` and call the (blocking) provider SDK and boto3 inline: a Lambda environment serves
+# one request at a time, and a thread-pool hop per request (what a sync route costs under Mangum) would
+# be most of the proxy's own overhead.
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -177,7 +183,7 @@ def _messages(messages: list[Any]) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------------------- the contract
 @app.post("/internal/llm/proxy")
-def proxy(request: Request, payload: JsonBody) -> JSONResponse:
+async def proxy(request: Request, payload: JsonBody) -> JSONResponse:
     ctx = _context(request, payload)
     with _recorded(ctx):
         call = _parse(ProxyRequest, payload)
@@ -212,7 +218,7 @@ def proxy(request: Request, payload: JsonBody) -> JSONResponse:
 
 # ---------------------------------------------------------------------------- OpenAI-compatible
 @app.post("/v1/chat/completions", response_model=None)
-def chat_completions(request: Request, payload: JsonBody) -> JSONResponse | StreamingResponse:
+async def chat_completions(request: Request, payload: JsonBody) -> JSONResponse | StreamingResponse:
     ctx = _context(request, payload)
     with _recorded(ctx):
         call = _parse(ChatCompletionRequest, payload)
@@ -231,7 +237,9 @@ def chat_completions(request: Request, payload: JsonBody) -> JSONResponse | Stre
     return JSONResponse(result.data, headers=_timing_headers(ctx))
 
 
-def _relay(ctx: CallContext, opened: service.ChatStream, body: dict[str, Any], include_usage: bool) -> Iterator[str]:
+async def _relay(
+    ctx: CallContext, opened: service.ChatStream, body: dict[str, Any], include_usage: bool
+) -> AsyncIterator[str]:
     """Relay the upstream's SSE lines, count the completion, and send the usage event at the end."""
     content: list[str] = []
     usage_seen: dict[str, Any] | None = None
@@ -275,7 +283,7 @@ def _relay(ctx: CallContext, opened: service.ChatStream, body: dict[str, Any], i
 
 
 @app.get("/v1/models")
-def v1_models() -> dict[str, Any]:
+async def v1_models() -> dict[str, Any]:
     config = get_config()
     data = [
         {"id": name, "object": "model", "created": 0, "owned_by": model.provider}
@@ -289,7 +297,7 @@ def _embed(ctx: CallContext, texts: list[str], input_type: str) -> dict[str, Any
 
 
 @app.post("/v1/embeddings")
-def v1_embeddings(request: Request, payload: JsonBody) -> JSONResponse:
+async def v1_embeddings(request: Request, payload: JsonBody) -> JSONResponse:
     ctx = _context(request, payload, call_kind="embeddings")
     with _recorded(ctx):
         call = _parse(EmbeddingsRequest, payload)
@@ -315,7 +323,7 @@ def v1_embeddings(request: Request, payload: JsonBody) -> JSONResponse:
 
 
 @app.post("/internal/llm/embeddings")
-def internal_embeddings(request: Request, payload: JsonBody) -> JSONResponse:
+async def internal_embeddings(request: Request, payload: JsonBody) -> JSONResponse:
     ctx = _context(request, payload, call_kind="embeddings")
     with _recorded(ctx):
         call = _parse(InternalEmbeddingsRequest, payload)
@@ -335,7 +343,7 @@ def internal_embeddings(request: Request, payload: JsonBody) -> JSONResponse:
 
 
 @app.get("/internal/llm/models")
-def internal_models() -> dict[str, Any]:
+async def internal_models() -> dict[str, Any]:
     """Logical models: provider, physical name, prices, fallbacks, and whether the provider is configured."""
     from daarion_common.settings import get_settings
 
@@ -369,3 +377,7 @@ def internal_models() -> dict[str, Any]:
 app.include_router(usage_router)
 
 handler = lambda_handler(app)
+
+# End of the init phase: what is loaded now lives as long as the container; keep the collector from
+# rescanning it on every request (tail latency).
+gc.freeze()

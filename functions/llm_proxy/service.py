@@ -339,12 +339,18 @@ def chat(ctx: CallContext, body: dict[str, Any]) -> ChatResult:
     def call(cand: Candidate, capped: dict[str, Any], timeout: float) -> dict[str, Any]:
         if cand.offline_for is not None or cand.access.name == "offline":
             return providers.offline_completion(ctx.model, capped["messages"], _missing(cand))
-        client = providers.openai_client(cand.access)
-        extra = {k: v for k, v in capped.items() if k != "messages"}
-        raw = client.chat.completions.with_raw_response.create(
-            model=cand.model.physical, messages=capped["messages"], timeout=timeout, extra_body=extra
+        # The SDK's own request path (base URL, auth, timeouts, status errors) with the body as the caller
+        # sent it: lossless pass-through (provider-specific fields survive), and no per-call re-validation
+        # of the messages against the SDK's typed params, which costs more than the rest of the proxy.
+        import httpx2
+
+        response = providers.openai_client(cand.access).post(
+            "/chat/completions",
+            body={**capped, "model": cand.model.physical},
+            cast_to=httpx2.Response,
+            options={"timeout": timeout},
         )
-        return json.loads(raw.content)
+        return json.loads(response.content)
 
     data, cand = run_chain(config, ctx, chain, body, call)
     ctx.model_resolved = str(data.get("model") or cand.model.physical)
