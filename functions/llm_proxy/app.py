@@ -28,6 +28,7 @@ from daarion_common import usage
 from daarion_common.errors import ApiError, request_id_of
 from daarion_common.http_app import create_app, lambda_handler
 from daarion_common.observability import logger
+from daarion_common.settings import get_settings
 from llm_proxy import providers, service
 from llm_proxy.config import get_config
 from llm_proxy.models import ChatCompletionRequest, EmbeddingsRequest, InternalEmbeddingsRequest, ProxyRequest
@@ -142,8 +143,9 @@ def _require_caller(ctx: CallContext) -> None:
 def _emit(ctx: CallContext, status: str, error_code: str | None) -> None:
     started = time.perf_counter()
     usage.emit(ctx.event(status, error_code))
-    ctx.aws_calls += 1
-    ctx.aws_ms += (time.perf_counter() - started) * 1000
+    if get_settings().usage_queue_url:  # an SQS SendMessage was attempted
+        ctx.aws_calls += 1
+        ctx.aws_ms += (time.perf_counter() - started) * 1000
 
 
 @contextmanager
@@ -345,8 +347,6 @@ async def internal_embeddings(request: Request, payload: JsonBody) -> JSONRespon
 @app.get("/internal/llm/models")
 async def internal_models() -> dict[str, Any]:
     """Logical models: provider, physical name, prices, fallbacks, and whether the provider is configured."""
-    from daarion_common.settings import get_settings
-
     config = get_config()
     local = get_settings().is_local
     out = []

@@ -401,3 +401,18 @@ def test_openai_embeddings_model_goes_to_the_openai_provider(upstreams):
     assert out.status == 200, out.text
     assert out.json()["provider"] == "openai" and out.json()["embeddings"][0] == [5.0, 1.0, 0.5, 0.0]
     assert upstreams.openai.requests[0].path.endswith("/embeddings")
+
+
+def test_a_stream_broken_off_upstream_ends_with_an_error_event_and_is_counted_as_failed(upstreams, caplog):
+    upstreams.openai.script(Reply(content="a long answer that will not arrive whole", break_stream_after=2))
+    with caplog.at_level("ERROR"):
+        out = invoke_llm(
+            "POST",
+            "/v1/chat/completions",
+            {"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+            {"x-agent-id": "sofia", "x-microdao-id": "dao-42"},
+        )
+    events = [json.loads(line[6:]) for line in out.text.split("\n\n") if line.startswith("data: {")]
+    assert events[-1]["error"]["code"] == "stream_interrupted"
+    (logged,) = [r.usage_event for r in caplog.records if getattr(r, "reconcile", False)]  # no queue here
+    assert (logged["status"], logged["error_code"], logged["streamed"]) == ("error", "stream_interrupted", True)
