@@ -278,7 +278,7 @@ def run_chain(
         ctx.deadline = ctx.started + config.retry.total_timeout_s
     candidates, attempts = chain[0], list(chain[1])
     breaker_cfg = config.circuit_breaker
-    for index, cand in enumerate(candidates):
+    for cand in candidates:
         if cand.offline_for is None and not providers.breaker.allow(cand.access.name, breaker_cfg):
             attempts.append(Attempt(cand.access.name, cand.logical, "circuit open"))
             continue
@@ -312,7 +312,7 @@ def run_chain(
                 break
             ctx.upstream_ms += (time.perf_counter() - begin) * 1000
             providers.breaker.success(cand.access.name)
-            ctx.fallback_used = index > 0 and cand.logical != ctx.model
+            ctx.fallback_used = cand.logical != ctx.model  # another logical model served it
             return result, cand
     raise _fail(attempts)
 

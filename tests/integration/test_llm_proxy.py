@@ -416,3 +416,11 @@ def test_a_stream_broken_off_upstream_ends_with_an_error_event_and_is_counted_as
     assert events[-1]["error"]["code"] == "stream_interrupted"
     (logged,) = [r.usage_event for r in caplog.records if getattr(r, "reconcile", False)]  # no queue here
     assert (logged["status"], logged["error_code"], logged["streamed"]) == ("error", "stream_interrupted", True)
+
+
+def test_a_primary_without_a_key_is_skipped_for_a_configured_fallback(upstreams, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    upstreams.deepseek.script(Reply.text("deepseek here"))
+    body = invoke_llm("POST", PROXY, proxy_body("gpt-4.1-mini")).json()
+    assert (body["provider"], body["model_resolved"], body["fallback_used"]) == ("deepseek", "deepseek-chat", True)
+    assert upstreams.openai.requests == []
