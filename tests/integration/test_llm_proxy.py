@@ -424,3 +424,16 @@ def test_a_primary_without_a_key_is_skipped_for_a_configured_fallback(upstreams,
     body = invoke_llm("POST", PROXY, proxy_body("gpt-4.1-mini")).json()
     assert (body["provider"], body["model_resolved"], body["fallback_used"]) == ("deepseek", "deepseek-chat", True)
     assert upstreams.openai.requests == []
+
+
+def test_streamed_tool_calls_pass_through_to_the_sdk(upstreams, llm_bridge):
+    upstreams.openai.script(Reply.tool_call("projects.list", {"status": "active"}, call_id="call_s"))
+    stream = _sdk(llm_bridge).chat.completions.create(
+        model="gpt-4.1-mini", messages=[{"role": "user", "content": "projects?"}], tools=TOOLS, stream=True
+    )
+    deltas = [c.choices[0] for c in stream if c.choices]
+    calls = [tc for d in deltas for tc in (d.delta.tool_calls or [])]
+    assert [(c.id, c.function.name, json.loads(c.function.arguments)) for c in calls] == [
+        ("call_s", "projects.list", {"status": "active"})
+    ]
+    assert deltas[-1].finish_reason == "tool_calls"

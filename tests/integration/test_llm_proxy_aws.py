@@ -338,3 +338,16 @@ def test_provider_key_from_secrets_manager_never_appears_in_logs_or_responses(
     assert key not in seen
     assert key[:20] not in seen
     assert key[-16:] not in seen
+
+
+def test_unreachable_limiter_refuses_by_default(aws, upstreams, monkeypatch, caplog):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # DynamoDB (and SQS) unreachable
+    get_settings.cache_clear()
+    aws_clients.reset_clients()
+    with caplog.at_level("ERROR"):
+        out = invoke_llm("POST", PROXY, proxy_body())
+    assert out.status == 503 and out.json()["error"]["code"] == "limiter_unavailable"
+    assert out.headers["retry-after"] == "5"
+    assert upstreams.openai.requests == []
+    (logged,) = [r.usage_event for r in caplog.records if getattr(r, "reconcile", False)]
+    assert (logged["status"], logged["error_code"]) == ("error", "limiter_unavailable")
