@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from daarion_common import usage
 from daarion_common.errors import ApiError, request_id_of
 from daarion_common.http_app import create_app, lambda_handler
-from daarion_common.observability import logger
+from daarion_common.observability import MetricUnit, logger, metrics
 from daarion_common.settings import get_settings
 from llm_proxy import providers, service
 from llm_proxy.config import get_config
@@ -141,6 +141,13 @@ def _require_caller(ctx: CallContext) -> None:
 
 
 def _emit(ctx: CallContext, status: str, error_code: str | None) -> None:
+    metrics.add_metric(name="LlmCalls", unit=MetricUnit.Count, value=1)
+    if ctx.fallback_used:
+        metrics.add_metric(name="LlmFallbacks", unit=MetricUnit.Count, value=1)
+    if error_code == "rate_limited":
+        metrics.add_metric(name="LlmRateLimited", unit=MetricUnit.Count, value=1)
+    elif error_code in ("upstream_error", "upstream_timeout", "stream_interrupted"):
+        metrics.add_metric(name="LlmUpstreamFailures", unit=MetricUnit.Count, value=1)
     started = time.perf_counter()
     usage.emit(ctx.event(status, error_code))
     if get_settings().usage_queue_url:  # an SQS SendMessage was attempted
