@@ -77,11 +77,10 @@ def main() -> None:
     import yaml
 
     from devstack.resources import provision
-    from tests.fixtures.llm_proxy import Reply, ScriptedLLM, apigw_event, proxy_body
+    from tests.fixtures.llm_proxy import apigw_event, proxy_body
 
     moto, endpoint = _start_moto()
-    upstream = ScriptedLLM("bench", Reply.text("ok", prompt_tokens=20, completion_tokens=2))
-    upstream.record = False
+    upstream_proc, upstream_url = _start_upstream()
     try:
         clients = {
             s: boto3.client(s, endpoint_url=endpoint, region_name="us-east-1")
@@ -99,18 +98,38 @@ def main() -> None:
             RATE_LIMIT_TABLE=resolver.physical["RateLimitTable"]["Ref"],
             USAGE_QUEUE_URL=resolver.physical["UsageQueue"]["Ref"],
             LLM_PROXY_CONFIG=str(config_path),
-            OPENAI_BASE_URL=upstream.base_url,
+            OPENAI_BASE_URL=upstream_url,
             OPENAI_API_KEY="sk-bench-key-000000000000",
         )
-        figures = _measure(upstream, apigw_event, proxy_body)
+        figures = _measure(upstream_url, apigw_event, proxy_body)
     finally:
-        upstream.close()
-        moto.terminate()
-        moto.wait()
+        for proc in (upstream_proc, moto):
+            proc.terminate()
+            proc.wait()
     _print(figures)
 
 
-def _measure(upstream: Any, apigw_event: Any, proxy_body: Any) -> dict[str, Any]:
+_UPSTREAM = """
+import sys, threading
+sys.path[:0] = sys.argv[1:]
+from tests.fixtures.llm_proxy import Reply, ScriptedLLM
+server = ScriptedLLM("bench", Reply.text("ok", prompt_tokens=20, completion_tokens=2))
+server.record = False
+print(server.base_url, flush=True)
+threading.Event().wait()
+"""
+
+
+def _start_upstream() -> tuple[subprocess.Popen[str], str]:
+    """The zero-latency upstream in its own process: its threads must not share the handler's GIL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _UPSTREAM, str(ROOT / "functions"), str(ROOT)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def _measure(upstream_url: str, apigw_event: Any, proxy_body: Any) -> dict[str, Any]:
     from openai import OpenAI
 
     from llm_proxy.app import handler
@@ -120,7 +139,7 @@ def _measure(upstream: Any, apigw_event: Any, proxy_body: Any) -> dict[str, Any]
     event = apigw_event("POST", "/internal/llm/proxy", body)
     timing = re.compile(r"(\w+);dur=([0-9.]+)(?:;desc=\"(\d+) calls\")?")
     total, upstream_ms, aws_ms, aws_calls, overhead, direct = [], [], [], [], [], []
-    client = OpenAI(base_url=upstream.base_url, api_key="sk-bench", max_retries=0)
+    client = OpenAI(base_url=upstream_url, api_key="sk-bench", max_retries=0)
     messages = body["messages"]
     sink = io.StringIO()
     # Proxy and direct calls alternate, so both see the same machine load.
