@@ -36,3 +36,40 @@ class ProxyRequest(BaseModel):
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
     metadata: CallMetadata
+
+
+class ChatCompletionRequest(BaseModel):
+    """``POST /v1/chat/completions``: OpenAI's shape. Fields not named here pass through to the provider."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=200)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    max_tokens: int | None = Field(default=None, ge=1, le=200_000)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=200_000)
+    metadata: dict[str, Any] | None = None
+
+
+class EmbeddingsRequest(BaseModel):
+    """``POST /v1/embeddings``: OpenAI's shape, plus ``input_type`` (e5 embeds queries and passages apart)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = Field(default=None, max_length=200)
+    input: str | list[str] = Field(min_length=1)
+    encoding_format: Literal["float", "base64"] = "float"
+    input_type: Literal["query", "passage"] = "passage"
+    metadata: dict[str, Any] | None = None
+
+
+class InternalEmbeddingsRequest(BaseModel):
+    """``POST /internal/llm/embeddings``: what the Memory Orchestrator sends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(default=None, max_length=200)
+    input: list[str] = Field(min_length=1, max_length=512)
+    input_type: Literal["query", "passage"] = "passage"
+    metadata: CallMetadata

