@@ -32,10 +32,13 @@ WITH candidates AS MATERIALIZED (
 SELECT id::text, distance FROM candidates ORDER BY distance"""  # noqa: S608 - constant SQL, values are parameters
 
 TEXT_SQL = f"""
-SELECT m.id::text, ts_rank_cd(m.tsv, q.query) AS rank
+SELECT m.id::text,
+       (SELECT count(*) FROM unnest(%(terms)s::text[]) AS t(term) WHERE m.tsv @@ to_tsquery('simple', t.term))
+           AS matched,
+       ts_rank_cd(m.tsv, q.query) AS rank
   FROM memories m, to_tsquery('simple', %(tsquery)s) AS q(query)
  WHERE {SCOPE_SQL} AND m.tsv @@ q.query
- ORDER BY rank DESC, m.created_at DESC
+ ORDER BY matched DESC, rank DESC, m.created_at DESC
  LIMIT %(k)s"""  # noqa: S608
 
 CHANNEL_SQL = """
@@ -50,10 +53,12 @@ ROWS_SQL = """
 SELECT id::text, kind, tier, agent_id, channel_id, text, content, meta, created_at, document_id IS NOT NULL
   FROM memories WHERE id = ANY(%(ids)s::uuid[]) AND microdao_id = %(dao)s"""
 
-RRF_K = 60
+# A small k sharpens the rank curve: a keyword match moves an item a few places, not to the top
+# from anywhere (with k=60 any second list decides the order of a small scope).
+RRF_K = 5
 # Relevance dominates; the channel's latest messages are always candidates, and recency (for
 # conversations) breaks near-ties: together worth a few rank positions at the top of the vector leg.
-WEIGHTS = {"vector": 1.0, "text": 0.5, "channel": 0.02}
+WEIGHTS = {"vector": 1.0, "text": 0.5, "channel": 0.05}
 RECENCY_WEIGHT = 0.05
 
 # No stemmer or stop words in the 'simple' configuration: drop the commonest words ourselves.
@@ -72,16 +77,21 @@ STOP_WORDS = frozenset(
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-def text_query(query: str) -> str | None:
-    """An OR of the query's words; longer words match by prefix (a crude stem for Ukrainian and English)."""
+def text_terms(query: str) -> list[str]:
+    """The query's words as tsquery terms; longer words match by prefix (a crude stem for Ukrainian and English)."""
     terms: list[str] = []
     for word in _WORD.findall(query.casefold()):
-        if word in STOP_WORDS or len(word) < 2 or (word.isdigit() and len(word) < 2):
+        if word in STOP_WORDS or len(word) < 2:
             continue
         term = f"'{word[: max(4, len(word) - 2)]}':*" if len(word) >= 6 else f"'{word}'"
         if term not in terms:
             terms.append(term)
-    return " | ".join(terms[:32]) or None
+    return terms[:32]
+
+
+def text_query(query: str) -> str | None:
+    """An OR of the query's terms (ranked by how many of them a memory contains)."""
+    return " | ".join(text_terms(query)) or None
 
 
 @dataclass
@@ -125,11 +135,13 @@ def vector_candidates(
     return [(r[0], float(r[1])) for r in rows]
 
 
-def text_candidates(conn: psycopg.Connection[Any], scope: Scope, query: str, k: int) -> list[str]:
-    tsquery = text_query(query)
-    if tsquery is None:
+def text_candidates(conn: psycopg.Connection[Any], scope: Scope, query: str, k: int) -> list[tuple[str, float]]:
+    """(id, coverage): rows matching the query's words, with the share of the words each contains."""
+    terms = text_terms(query)
+    if not terms:
         return []
-    return [r[0] for r in conn.execute(TEXT_SQL, {**scope.params(), "tsquery": tsquery, "k": k}).fetchall()]
+    params = {**scope.params(), "tsquery": " | ".join(terms), "terms": terms, "k": k}
+    return [(r[0], r[1] / len(terms)) for r in conn.execute(TEXT_SQL, params).fetchall()]
 
 
 def channel_latest(conn: psycopg.Connection[Any], scope: Scope, n: int) -> list[str]:
@@ -144,16 +156,20 @@ def fuse(
     created: dict[str, datetime],
     kinds: dict[str, str],
     half_life_hours: float,
+    coverage: dict[str, float] | None = None,
     now: datetime | None = None,
 ) -> list[Hit]:
-    """Weighted reciprocal-rank fusion, plus a small recency boost for conversation memories."""
+    """Weighted reciprocal-rank fusion (a keyword match counts by the share of the query's words it
+    contains), plus a small recency boost for conversation memories."""
     now = now or datetime.now(UTC)
+    coverage = coverage or {}
     hits: dict[str, Hit] = {}
     for leg, ids in legs.items():
         for rank, memory_id in enumerate(ids, start=1):
             hit = hits.setdefault(memory_id, Hit(memory_id))
             hit.ranks[leg] = rank
-            hit.score += WEIGHTS[leg] / (RRF_K + rank)
+            weight = WEIGHTS[leg] * (coverage.get(memory_id, 0.0) ** 2 if leg == "text" else 1.0)
+            hit.score += weight / (RRF_K + rank)
     for hit in hits.values():
         hit.distance = distances.get(hit.id)
         if kinds.get(hit.id) == "conversation" and hit.id in created:

@@ -173,7 +173,8 @@ def query(req: QueryRequest) -> dict[str, Any]:
             )  # fmt: skip
             legs["vector"] = [i for i, _ in found]
             distances = dict(found)
-        legs["text"] = retrieval.text_candidates(conn, scope, req.query, k)
+        text_hits = retrieval.text_candidates(conn, scope, req.query, k)
+        legs["text"] = [i for i, _ in text_hits]
         legs["channel"] = retrieval.channel_latest(conn, scope, settings.memory_channel_context)
         ids = list({i for leg in legs.values() for i in leg})
         rows = conn.execute(retrieval.ROWS_SQL, {"ids": ids, "dao": req.microdao_id}).fetchall() if ids else []
@@ -181,7 +182,7 @@ def query(req: QueryRequest) -> dict[str, Any]:
     hits = retrieval.fuse(
         legs, distances,
         created={r[0]: r[8] for r in rows}, kinds={r[0]: r[1] for r in rows},
-        half_life_hours=settings.memory_recency_half_life_hours,
+        half_life_hours=settings.memory_recency_half_life_hours, coverage=dict(text_hits),
     )  # fmt: skip
     items = [_item(by_id[h.id], h.score, h.distance) for h in hits if h.id in by_id][: req.limit]
     out: dict[str, Any] = {"items": items, "results": items}
