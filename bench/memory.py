@@ -167,7 +167,7 @@ def main() -> None:
         scope = Scope(SCOPE_DAO, SCOPE_AGENT)
         queries = vectors.sample(QUERIES + 20)
         for q in queries[:20]:  # warm-up
-            vector_candidates(conn, scope, q, 10, ef_search=ef_search)
+            vector_candidates(conn, scope, q, 10, ef_search=ef_search, exact_below=settings.memory_exact_scan_below)
         latencies: list[float] = []
         recalls: list[float] = []
         short: int = 0
@@ -176,8 +176,9 @@ def main() -> None:
         for q in queries[20:]:
             began = time.perf_counter()
             got = vector_candidates(
-                conn, scope, q, 10, ef_search=ef_search, max_scan_tuples=settings.memory_hnsw_max_scan_tuples
-            )
+                conn, scope, q, 10, ef_search=ef_search, max_scan_tuples=settings.memory_hnsw_max_scan_tuples,
+                exact_below=settings.memory_exact_scan_below,
+            )  # fmt: skip
             latencies.append((time.perf_counter() - began) * 1000)
             short += len(got) < 10
             with conn.transaction():

@@ -170,6 +170,7 @@ def query(req: QueryRequest) -> dict[str, Any]:
             found = retrieval.vector_candidates(
                 conn, scope, query_vector, k,
                 ef_search=settings.memory_hnsw_ef_search, max_scan_tuples=settings.memory_hnsw_max_scan_tuples,
+                exact_below=settings.memory_exact_scan_below,
             )  # fmt: skip
             legs["vector"] = [i for i, _ in found]
             distances = dict(found)

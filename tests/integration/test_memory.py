@@ -369,7 +369,7 @@ def test_filtered_vector_search_returns_limit_results_when_the_scope_is_1_percen
                 (Vector(query),),
             ).fetchall()
             assert "memories_embedding_hnsw" in " ".join(r[0] for r in plan)
-            return vector_candidates(conn, scope, query, limit, ef_search=40, iterative=iterative)
+            return vector_candidates(conn, scope, query, limit, ef_search=40, exact_below=0, iterative=iterative)
 
     found = search(iterative=True)
     assert len(found) == limit
@@ -383,6 +383,8 @@ def test_filtered_vector_search_returns_limit_results_when_the_scope_is_1_percen
     )
     assert len({r[0] for r in exact} & set(ids)) >= 8
     assert len(search(iterative=False)) < limit  # what an HNSW filter does without iterative scans
+    # the service's default: a scope this small is searched exactly (b-tree + sort), same answer
+    assert [i for i, _ in vector_candidates(conn, scope, query, limit)] == [r[0] for r in exact]
     conn.close()
 
 

@@ -26,8 +26,10 @@ class MemorySettings(BaseSettings):
     memory_short_term_retention_hours: float = Field(default=168.0, gt=0)
     memory_max_text_chars: int = Field(default=32_000, ge=100)
     # Retrieval.
-    memory_hnsw_ef_search: int = Field(default=100, ge=10, le=1000)
+    memory_hnsw_ef_search: int = Field(default=200, ge=10, le=1000)
     memory_hnsw_max_scan_tuples: int = Field(default=20_000, ge=1000)
+    # Scopes smaller than this are searched exactly (b-tree filter + sort) instead of through HNSW.
+    memory_exact_scan_below: int = Field(default=5_000, ge=0)
     memory_channel_context: int = Field(default=5, ge=0, le=50)
     memory_recency_half_life_hours: float = Field(default=24.0, gt=0)
     # Knowledge base.
