@@ -101,14 +101,14 @@ def test_health_on_every_port(stack: RunningStack) -> None:
 
     wait_for(all_healthy, 180, "GET /health on 3000, 7007, 7008 and 7009")
     services = {p: httpx.get(f"http://127.0.0.1:{p}/health").json()["service"] for p in PORTS[1:]}
-    assert services == {7007: "llm-proxy", 7008: "memory", 7009: "toolcore"}
+    assert services == {PORTS[1]: "llm-proxy", PORTS[2]: "memory", PORTS[3]: "toolcore"}
     assert "DAARION local stack is up" in stack.log
     assert "LLM providers" in stack.log
 
 
 def test_requests_reach_the_real_handlers_through_api_gateway_events(stack: RunningStack) -> None:
     body = {"agent_id": "sofia", "microdao_id": "dao-42", "query": "hi", "limit": 5}
-    for base in ("http://127.0.0.1:3000", "http://127.0.0.1:7008"):
+    for base in (f"http://127.0.0.1:{PORTS[0]}", f"http://127.0.0.1:{PORTS[2]}"):
         unauthorised = httpx.post(f"{base}/internal/agent-memory/query", json=body)
         assert unauthorised.status_code == 401
         assert unauthorised.headers["apigw-requestid"] == unauthorised.json()["request_id"]
@@ -119,8 +119,8 @@ def test_requests_reach_the_real_handlers_through_api_gateway_events(stack: Runn
         )
         assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "limit"
     # each service port serves only its own function's routes
-    assert httpx.post("http://127.0.0.1:7007/internal/agent-memory/query", json=body).status_code == 404
-    assert httpx.get("http://127.0.0.1:3000/internal/llm/health").json()["service"] == "llm-proxy"
+    assert httpx.post(f"http://127.0.0.1:{PORTS[1]}/internal/agent-memory/query", json=body).status_code == 404
+    assert httpx.get(f"http://127.0.0.1:{PORTS[0]}/internal/llm/health").json()["service"] == "llm-proxy"
 
 
 def test_usage_queue_invokes_the_consumer_and_poison_reaches_the_dlq(stack: RunningStack) -> None:
