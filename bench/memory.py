@@ -185,7 +185,7 @@ def main() -> None:
         )
         build_s = time.perf_counter() - began
         log(f"HNSW build (m=16, ef_construction=64, {workers} parallel worker(s)): {build_s:.1f} s")
-        conn.execute("ANALYZE memories")
+        conn.execute("VACUUM (ANALYZE) memories")  # as autovacuum would: visibility map for index-only scans
         with contextlib.suppress(Exception):
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
             conn.execute("SELECT pg_prewarm('memories_embedding_hnsw')")

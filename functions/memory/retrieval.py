@@ -113,7 +113,14 @@ class Hit:
     distance: float | None = None
 
 
-SCOPE_SIZE_SQL = f"SELECT count(*) FROM (SELECT 1 FROM memories m WHERE {SCOPE_SQL} LIMIT %(cap)s) AS s"  # noqa: S608
+# An upper bound of the scope's size from three capped index-only scans (cheap; expiry and kinds ignored).
+SCOPE_SIZE_SQL = """
+SELECT (SELECT count(*) FROM (SELECT 1 FROM memories WHERE microdao_id = %(dao)s AND agent_id = %(agent)s
+                              LIMIT %(cap)s) AS a)
+     + (SELECT count(*) FROM (SELECT 1 FROM memories WHERE microdao_id = %(dao)s AND tier = 'long'
+                              LIMIT %(cap)s) AS l)
+     + (SELECT count(*) FROM (SELECT 1 FROM memories WHERE microdao_id = %(dao)s AND channel_id = %(channel)s
+                              LIMIT %(cap)s) AS c)"""
 
 
 def vector_candidates(
@@ -138,18 +145,25 @@ def vector_candidates(
     from pgvector import Vector
 
     params = {**scope.params(), "q": Vector(query_vector), "k": k}
+
+    def exact() -> list[tuple[str, float]]:
+        with conn.transaction():
+            conn.execute("SET LOCAL enable_indexscan = off")  # the b-tree bitmap + sort: exact
+            return [(r[0], float(r[1])) for r in conn.execute(VECTOR_SQL, params).fetchall()]
+
+    if exact_below > 0:
+        (size,) = conn.execute(SCOPE_SIZE_SQL, {**params, "cap": exact_below}).fetchone() or (0,)
+        if size < exact_below:
+            return exact()
     with conn.transaction():
-        if exact_below > 0:
-            (size,) = conn.execute(SCOPE_SIZE_SQL, {**params, "cap": exact_below}).fetchone() or (0,)
-            if size < exact_below:
-                conn.execute("SET LOCAL enable_indexscan = off")  # the b-tree bitmap + sort: exact
-                return [(r[0], float(r[1])) for r in conn.execute(VECTOR_SQL, params).fetchall()]
         conn.execute(f"SET LOCAL hnsw.iterative_scan = {'relaxed_order' if iterative else 'off'}")
         conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
         conn.execute(f"SET LOCAL hnsw.max_scan_tuples = {int(max_scan_tuples)}")
         conn.execute("SET LOCAL enable_sort = off")
-        rows = conn.execute(VECTOR_SQL, params).fetchall()
-    return [(r[0], float(r[1])) for r in rows]
+        rows = [(r[0], float(r[1])) for r in conn.execute(VECTOR_SQL, params).fetchall()]
+    if len(rows) < k and exact_below > 0:  # the filter is narrower than the size bound said (kinds, expiry)
+        return exact()
+    return rows
 
 
 def text_candidates(conn: psycopg.Connection[Any], scope: Scope, query: str, k: int) -> list[tuple[str, float]]:
