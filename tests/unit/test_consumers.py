@@ -5,14 +5,15 @@ from __future__ import annotations
 from tests.conftest import load_event
 
 
-def test_memory_indexer_accepts_index_batches_and_schedule(lambda_context):
+def test_memory_indexer_accepts_index_batches_and_schedule(memory_db, lambda_context):
     from memory_indexer.app import handler
 
+    # ids that name no memory: nothing to embed, nothing failed
     assert handler(load_event("sqs_index_batch.json"), lambda_context) == {"batchItemFailures": []}
-    assert handler(load_event("scheduler_sweep.json"), lambda_context) == {"indexed": 0, "built": False}
+    assert handler(load_event("scheduler_sweep.json"), lambda_context) == {"task": "sweep", "expired": 0, "embedded": 0}
 
 
-def test_memory_indexer_reports_a_bad_index_request(lambda_context):
+def test_memory_indexer_reports_a_bad_index_request(memory_db, lambda_context):
     from memory_indexer.app import handler
 
     event = load_event("sqs_index_batch.json")

@@ -141,12 +141,13 @@ def test_tables_expire_by_ttl_and_indexer_runs_on_a_schedule():
 
 
 def test_globals_name_every_setting_the_shared_package_reads():
+    from daarion_common.memory.config import MemorySettings
     from daarion_common.settings import Settings
 
     env = set(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"])
     for spec in FUNCTIONS.values():
         env |= set(spec["Properties"].get("Environment", {}).get("Variables", {}))
-    known = {(f.alias or name).upper() for name, f in Settings.model_fields.items()}
+    known = {(f.alias or name).upper() for cls in (Settings, MemorySettings) for name, f in cls.model_fields.items()}
     assert env - {"STAGE", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"} <= known
 
 

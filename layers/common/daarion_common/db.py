@@ -58,6 +58,8 @@ def apply_migrations(conn: psycopg.Connection[Any], directory: Path = MIGRATIONS
     applied_now: list[str] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))
+        # Configuration a migration may read (transaction-local): the embedding dimension of vector columns.
+        conn.execute("SELECT set_config('daarion.embedding_dim', %s, true)", (str(get_settings().embedding_dim),))
         conn.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (
                    version text PRIMARY KEY,
