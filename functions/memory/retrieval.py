@@ -68,8 +68,8 @@ STOP_WORDS = frozenset(
             "a an and are as at be but by can could did do does for from had has have how i if in is it its me my",
             "of on or our so that the their them then there these they this to us was we were what when where",
             "which who why will with would you your about any all also just not no yes",
-            "а але в во ви від для до є же з за і із й як яка які який якій коли лише на над не ні о об від",  # noqa: RUF001
-            "по при про та так також те ти то тут у уже чи що щоб це ця цей ці ми мені мене нам нас вам вас",  # noqa: RUF001
+            "а але в во ви від для до є же з за і із й як яка які який якій коли лише на над не ні о об від",
+            "по при про та так також те ти то тут у уже чи що щоб це ця цей ці ми мені мене нам нас вам вас",
             "він вона воно вони його її їх був була було були буде",
         )
     ).split()

