@@ -93,7 +93,10 @@ def seed(memory_url: str, secret: str) -> None:
 def render(question: str, result: TurnResult) -> str:
     lines = [f"\n>>> {question}", f"Sofia: {result.reply}", "", "trace:"]
     for step in result.trace:
-        detail = ", ".join(f"{k}={v}" for k, v in step.detail.items() if v not in (None, [], {}))
+        shown = dict(step.detail)
+        if "items" in shown:  # memory.query: kind and score of each item, not the ids
+            shown["items"] = " ".join(f"{i['kind']}:{i['score']:.2f}" for i in shown["items"]) or "none"
+        detail = ", ".join(f"{k}={v}" for k, v in shown.items() if v not in (None, [], {}))
         error = f"  ERROR {step.error}" if step.error else ""
         lines.append(f"  {step.name:<22} {step.status:<8} {step.ms:7.1f} ms  {detail}{error}")
     lines.append(
