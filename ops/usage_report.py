@@ -44,16 +44,6 @@ def _cell(column: str, value: Any) -> str:
     return str(value)
 
 
-def _cell(column: str, value: Any) -> str:
-    if value is None:
-        return "-"
-    if column == "cost_usd":
-        return f"{value:.6f}"
-    if column == "avg_latency_ms":
-        return f"{value:.1f}"
-    return str(value)
-
-
 def table(title: str, rows: list[tuple[str, dict[str, Any]]]) -> str:
     header = f"{title:<28}" + "".join(f"{c:>18}" for c in COLUMNS)
     lines = [header, "-" * len(header)]

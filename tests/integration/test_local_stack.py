@@ -10,8 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import psutil
 import pytest
 
 from daarion_common.events import LlmCallEvent
+from devstack.launcher import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 # The ports agent-runtime and `sam local start-api` users expect; TEST_STACK_PORTS moves them when
@@ -33,19 +33,6 @@ pytestmark = pytest.mark.slow
 def _port_open(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except (httpx.HTTPError, OSError):
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 class RunningStack:
