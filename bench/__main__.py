@@ -8,11 +8,19 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+import traceback
 from pathlib import Path
 
 names = sys.argv[1:] or sorted(
     m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if not m.name.startswith("_")
 )
+failed = []
 for name in names:
     print(f"\n=== bench.{name} ===", flush=True)
-    importlib.import_module(f"bench.{name}").main()
+    try:
+        importlib.import_module(f"bench.{name}").main()
+    except Exception:  # report it, run the others, and fail at the end
+        traceback.print_exc()
+        failed.append(name)
+if failed:
+    sys.exit(f"benchmarks that failed: {', '.join(failed)}")
