@@ -15,6 +15,7 @@ import statistics
 import tempfile
 import uuid
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 TURNS = int(os.environ.get("BENCH_AGENT_TURNS", "100"))
@@ -51,13 +52,16 @@ def main() -> None:
             AsyncToolcoreClient(stack.toolcore, timeout=30),
         )
         results = []
+        # The proxy's default limits (10 calls/min per agent, 100/hour per microDAO) would throttle one
+        # agent's 100 turns: each turn is a different agent, and each 20 turns a different microDAO.
+        run_id = uuid.uuid4().hex[:6]
         try:
-            dao = f"bench-dao-{uuid.uuid4().hex[:6]}"
-            for i in range(5):  # warm-up: cold starts of the function hosts are not turn latency
-                await run_turn(sofia, IncomingMessage(dao, "general", questions[i % 3]), services, deadline_s=30)
-            for i in range(TURNS):
-                message = IncomingMessage(dao, "general", f"{questions[i % 3]} ({i})")
-                results.append(await run_turn(sofia, message, services, deadline_s=30))
+            for i in range(-5, TURNS):  # the first 5 warm up: function hosts' cold starts are not turn latency
+                agent = replace(sofia, agent_id=f"sofia-{run_id}-{i}")
+                message = IncomingMessage(f"bench-dao-{run_id}-{i // 20}", "general", f"{questions[i % 3]} ({i})")
+                result = await run_turn(agent, message, services, deadline_s=30)
+                if i >= 0:
+                    results.append(result)
         finally:
             await services.aclose()
         return results
