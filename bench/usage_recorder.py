@@ -59,8 +59,13 @@ def main() -> None:
             AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1", APP_ENV="local",
             USAGE_TABLE=resolver.physical["UsageTable"]["Ref"],
         )  # fmt: skip
-        from daarion_common.aws import client
+        from daarion_common.aws import client, reset_clients
         from daarion_common.events import LlmCallEvent, ToolCallEvent
+        from daarion_common.settings import get_settings
+
+        # Other benchmarks may have run in this process: forget their settings and clients.
+        get_settings.cache_clear()
+        reset_clients()
         from daarion_common.usage_ledger import ITEMS_PER_EVENT
         from devstack.pollers import sqs_record
         from usage_recorder.app import handler
