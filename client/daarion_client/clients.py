@@ -23,6 +23,16 @@ def _memory_items(data: dict[str, Any]) -> list[MemoryItem]:
     return [MemoryItem.model_validate(i) for i in data.get("items", data.get("results", []))]
 
 
+def _query_body(
+    query: str, agent_id: str, microdao_id: str, channel_id: str | None, limit: int, kinds: list[str] | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"agent_id": agent_id, "microdao_id": microdao_id, "channel_id": channel_id}
+    body.update(query=query, limit=limit)
+    if kinds:
+        body["kinds"] = kinds
+    return body
+
+
 def _store_body(agent_id: str, microdao_id: str, channel_id: str | None, kind: str, content: Any) -> dict[str, Any]:
     return {
         "agent_id": agent_id,
@@ -74,15 +84,7 @@ class MemoryClient(SyncCore):
         self, query: str, *, agent_id: str, microdao_id: str, channel_id: str | None = None, limit: int = 5,
         kinds: list[str] | None = None, deadline: float | None = None,
     ) -> list[MemoryItem]:  # fmt: skip
-        body = {
-            "agent_id": agent_id,
-            "microdao_id": microdao_id,
-            "channel_id": channel_id,
-            "query": query,
-            "limit": limit,
-        }
-        if kinds:
-            body["kinds"] = kinds
+        body = _query_body(query, agent_id, microdao_id, channel_id, limit, kinds)
         return _memory_items(self.request("POST", "/internal/agent-memory/query", json=body, deadline=deadline))
 
     def store(
@@ -100,15 +102,7 @@ class AsyncMemoryClient(AsyncCore):
         self, query: str, *, agent_id: str, microdao_id: str, channel_id: str | None = None, limit: int = 5,
         kinds: list[str] | None = None, deadline: float | None = None,
     ) -> list[MemoryItem]:  # fmt: skip
-        body = {
-            "agent_id": agent_id,
-            "microdao_id": microdao_id,
-            "channel_id": channel_id,
-            "query": query,
-            "limit": limit,
-        }
-        if kinds:
-            body["kinds"] = kinds
+        body = _query_body(query, agent_id, microdao_id, channel_id, limit, kinds)
         return _memory_items(await self.request("POST", "/internal/agent-memory/query", json=body, deadline=deadline))
 
     async def store(

@@ -7,20 +7,17 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import psutil
 import pytest
 
 from daarion_common.events import LlmCallEvent
-from devstack.launcher import wait_for
+from devstack.launcher import LocalStack, start_local_stack, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 # The ports agent-runtime and `sam local start-api` users expect; TEST_STACK_PORTS moves them when
@@ -35,66 +32,30 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-class RunningStack:
-    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path, state_dir: Path) -> None:
-        self.proc, self.log_path, self.state_dir = proc, log_path, state_dir
-
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def status(self) -> dict[str, Any]:
-        return httpx.get(f"http://127.0.0.1:{PORTS[0]}/_local/status", timeout=5).json()
-
-    def sqs(self) -> Any:
-        return boto3.client(
-            "sqs", endpoint_url=self.status()["aws_endpoint"], region_name="us-east-1",
-            aws_access_key_id="testing", aws_secret_access_key="testing",
-        )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
-def stack() -> Iterator[RunningStack]:
+def stack() -> Iterator[LocalStack]:
     busy = [p for p in PORTS if _port_open(p)]
     if busy:
         pytest.fail(f"ports {busy} are in use; stop the running local stack (make dev) before running this test")
     state = Path(tempfile.mkdtemp(prefix="daarion-test-devstack-"))  # outside pytest's pruned basetemp
-    log_path = state / "stack.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DATABASE_URL", "INTERNAL_SECRET"))}
-    env.update(
-        DEVSTACK_PORTS=",".join(map(str, PORTS)),
-        DEVSTACK_MOTO_PORT="0",
-        DEVSTACK_STATE_DIR=str(state),
-        DEVSTACK_RETRY_VISIBILITY_SECONDS="1",
-        DEVSTACK_SCHEDULE_SECONDS="2",
-    )
-    with log_path.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "devstack"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    running = RunningStack(proc, log_path, state)
+    running = start_local_stack(state, ports=PORTS, env={"DEVSTACK_SCHEDULE_SECONDS": "2"})  # type: ignore[arg-type]
     try:
         yield running
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if running.proc.poll() is None:
+            running.proc.kill()
+            running.proc.wait()
 
 
-def test_health_on_every_port(stack: RunningStack) -> None:
-    def all_healthy() -> bool:
-        if stack.proc.poll() is not None:
-            raise AssertionError(f"the stack exited early:\n{stack.log}")
-        return all(httpx.get(f"http://127.0.0.1:{p}/health", timeout=2).status_code == 200 for p in PORTS)
-
-    wait_for(all_healthy, 180, f"GET /health on ports {PORTS}")
+def test_health_on_every_port(stack: LocalStack) -> None:
+    assert all(httpx.get(f"http://127.0.0.1:{p}/health", timeout=2).status_code == 200 for p in PORTS)
     services = {p: httpx.get(f"http://127.0.0.1:{p}/health").json()["service"] for p in PORTS[1:]}
     assert services == {PORTS[1]: "llm-proxy", PORTS[2]: "memory", PORTS[3]: "toolcore"}
     assert "DAARION local stack is up" in stack.log
     assert "LLM providers" in stack.log
 
 
-def test_requests_reach_the_real_handlers_through_api_gateway_events(stack: RunningStack) -> None:
+def test_requests_reach_the_real_handlers_through_api_gateway_events(stack: LocalStack) -> None:
     body = {"agent_id": "sofia", "microdao_id": "dao-42", "query": "hi", "limit": 5}
     for base in (f"http://127.0.0.1:{PORTS[0]}", f"http://127.0.0.1:{PORTS[2]}"):
         unauthorised = httpx.post(f"{base}/internal/agent-memory/query", json=body)
@@ -111,15 +72,12 @@ def test_requests_reach_the_real_handlers_through_api_gateway_events(stack: Runn
     assert httpx.get(f"http://127.0.0.1:{PORTS[0]}/internal/llm/health").json()["service"] == "llm-proxy"
 
 
-def test_usage_queue_invokes_the_consumer_and_poison_reaches_the_dlq(stack: RunningStack) -> None:
-    sqs = stack.sqs()
+def test_usage_queue_invokes_the_consumer_and_poison_reaches_the_dlq(stack: LocalStack) -> None:
+    sqs = stack.client("sqs")
     queues = stack.status()["queues"]
     event = LlmCallEvent(agent_id="sofia", microdao_id="dao-42", latency_ms=12.0, status="ok", model="gpt-4.1-mini")
     sqs.send_message(QueueUrl=queues["UsageQueue"], MessageBody=event.model_dump_json())
-    ddb = boto3.client(
-        "dynamodb", endpoint_url=stack.status()["aws_endpoint"], region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
-    )  # fmt: skip
+    ddb = stack.client("dynamodb")
     key = {"pk": {"S": f"EVENT#{event.event_id}"}, "sk": {"S": "EVENT"}}
     recorded = wait_for(
         lambda: ddb.get_item(TableName="daarion-local-UsageTable", Key=key).get("Item"),
@@ -141,11 +99,11 @@ def test_usage_queue_invokes_the_consumer_and_poison_reaches_the_dlq(stack: Runn
     assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "0"
 
 
-def test_schedule_invokes_the_indexer(stack: RunningStack) -> None:
+def test_schedule_invokes_the_indexer(stack: LocalStack) -> None:
     wait_for(lambda: "schedule Sweep invoked MemoryIndexerFunction" in stack.log, 30, "the indexer's schedule to run")
 
 
-def test_ctrl_c_stops_everything_and_frees_the_ports(stack: RunningStack) -> None:
+def test_ctrl_c_stops_everything_and_frees_the_ports(stack: LocalStack) -> None:
     parent = psutil.Process(stack.proc.pid)
     children = parent.children(recursive=True)
     pid_file = stack.state_dir / "pgdata" / "postmaster.pid"

@@ -53,15 +53,6 @@ class ApiError(Exception):
         self.extra = extra or {}
 
 
-def not_built(method: str, path: str, issue: int) -> ApiError:
-    """A route that is part of the deployed contract but whose logic is not built yet says so plainly."""
-    return ApiError(
-        501,
-        "not_implemented",
-        f"{method} {path} is part of the contract but is not built yet (tracked in issue #{issue}).",
-    )
-
-
 def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     """('body', 'metadata', 'agent_id') -> 'metadata.agent_id'; ('query', 'limit') -> 'query.limit'."""
     parts = [str(p) for p in loc]
