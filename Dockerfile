@@ -5,10 +5,12 @@ FROM public.ecr.aws/lambda/python:3.12
 ARG FUNCTION
 RUN test -n "${FUNCTION}" || (echo "build arg FUNCTION is required" && false)
 
-# The shared package from layers/: container images cannot attach Lambda layers, so it is copied in.
+# The shared packages from layers/ (the wire contracts and the common code): container images cannot
+# attach Lambda layers, so they are copied in.
+COPY layers/contracts /tmp/layers/contracts
 COPY layers/common /tmp/layers/common
 COPY functions/${FUNCTION}/requirements.txt /tmp/requirements.txt
-RUN pip install --no-cache-dir -r /tmp/requirements.txt /tmp/layers/common \
+RUN pip install --no-cache-dir -r /tmp/requirements.txt /tmp/layers/contracts /tmp/layers/common \
     && rm -rf /tmp/layers /tmp/requirements.txt
 
 COPY functions/${FUNCTION}/ ${LAMBDA_TASK_ROOT}/${FUNCTION}/

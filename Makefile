@@ -12,11 +12,11 @@ export SAM_CLI_TELEMETRY := 0
 
 .PHONY: install dev test test-fast bench demo lint validate clean
 
-$(STAMP): pyproject.toml constraints.txt layers/common/pyproject.toml client/pyproject.toml
+$(STAMP): pyproject.toml constraints.txt layers/contracts/pyproject.toml layers/common/pyproject.toml client/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e "layers/common[http,aws,db]" -e client -e ".[dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e layers/contracts -e "layers/common[http,aws,db]" -e client -e ".[dev]"
 	@touch $@
 
 $(SAM_STAMP):

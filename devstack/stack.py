@@ -303,6 +303,7 @@ class Stack:
         for function, port in zip(SERVICE_FUNCTIONS, service_ports, strict=True):
             own = [r for r in routes if r.function == function]
             own.append(tpl.HttpRoute("GET", "/health", function))  # every service answers /health on its port
+            own.append(tpl.HttpRoute("GET", "/openapi.json", function))  # and its OpenAPI document
             apps.append((port, Gateway(Router(own), self.invoker)))
         servers = [
             Server(

@@ -11,6 +11,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+# ---------------------------------------------------------------- LLM Proxy
 class Usage(_Model):
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -31,6 +32,9 @@ class ChatResult(_Model):
     request_id: str | None = None
 
 
+# ---------------------------------------------------------------- Memory
+
+
 class MemoryItem(_Model):
     id: str
     kind: str | None = None
@@ -38,6 +42,9 @@ class MemoryItem(_Model):
     score: float | None = None
     content: str = ""
     meta: dict[str, Any] = Field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- Toolcore
 
 
 class ToolError(_Model):

@@ -29,9 +29,9 @@ from daarion_common.errors import ApiError, request_id_of
 from daarion_common.http_app import create_app, lambda_handler
 from daarion_common.observability import MetricUnit, logger, metrics
 from daarion_common.settings import get_settings
+from daarion_contracts.llm import ChatCompletionRequest, EmbeddingsRequest, InternalEmbeddingsRequest, ProxyRequest
 from llm_proxy import providers, service
 from llm_proxy.config import get_config
-from llm_proxy.models import ChatCompletionRequest, EmbeddingsRequest, InternalEmbeddingsRequest, ProxyRequest
 from llm_proxy.service import CallContext
 from llm_proxy.usage_api import router as usage_router
 
@@ -42,6 +42,7 @@ _UNION_TAG = re.compile(r"^(str|int|float|bool|none|.*\[.*\].*)$")
 
 app = create_app(
     "llm-proxy",
+    openapi_path="/internal/llm/openapi.json",
     health_path="/internal/llm/health",
     description="Logical-to-physical model routing, fallbacks, rate limits, usage and cost.",
 )

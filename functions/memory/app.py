@@ -11,11 +11,12 @@ from typing import Any
 from fastapi import Query
 
 from daarion_common.http_app import create_app, lambda_handler
+from daarion_contracts.memory import DocumentRequest, ForgetRequest, QueryRequest, StoreRequest, SummarizeRequest
 from memory import service
-from memory.models import DocumentRequest, ForgetRequest, QueryRequest, StoreRequest, SummarizeRequest
 
 app = create_app(
     "memory",
+    openapi_path="/internal/agent-memory/openapi.json",
     health_path="/internal/agent-memory/health",
     description="Short, mid and long-term agent memory on PostgreSQL + pgvector.",
 )

@@ -19,7 +19,7 @@ from daarion_common.observability import logger
 from memory import retrieval
 
 if TYPE_CHECKING:
-    from memory.models import DocumentRequest, ForgetRequest, QueryRequest, StoreRequest, SummarizeRequest
+    from daarion_contracts.memory import DocumentRequest, ForgetRequest, QueryRequest, StoreRequest, SummarizeRequest
 
 _DEFAULT_SOURCE = {"conversation": "conversation", "kb": "kb", "task": "task", "dao-event": "dao-event"}
 
@@ -259,7 +259,7 @@ def summarize(req: SummarizeRequest) -> dict[str, Any]:
         messages=[{"role": "system", "content": SUMMARY_PROMPT}, {"role": "user", "content": transcript}],
         metadata={"agent_id": req.agent_id, "microdao_id": req.microdao_id, "channel_id": req.channel_id},
     )
-    from memory.models import StoreRequest
+    from daarion_contracts.memory import StoreRequest
 
     stored = store(
         StoreRequest(

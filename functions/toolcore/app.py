@@ -20,11 +20,14 @@ from fastapi.responses import JSONResponse, Response
 
 from daarion_common.errors import request_id_of
 from daarion_common.http_app import create_app, lambda_handler
+from daarion_contracts.tools import ToolCallRequest
 from toolcore import formats, mcp_server, service
-from toolcore.models import ToolCallRequest
 
 app = create_app(
-    "toolcore", health_path="/internal/tools/health", description="Tool registry, permission checks and safe execution."
+    "toolcore",
+    openapi_path="/internal/tools/openapi.json",
+    health_path="/internal/tools/health",
+    description="Tool registry, permission checks and safe execution.",
 )
 
 Id = Annotated[str, Query(min_length=1, max_length=200)]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from mangum import Mangum
 
 from daarion_common import __version__
@@ -54,14 +55,21 @@ class InternalSecretMiddleware:
         await self.app(scope, receive, send)
 
 
-def create_app(service: str, *, health_path: str, description: str = "") -> FastAPI:
+def create_app(service: str, *, health_path: str, openapi_path: str, description: str = "") -> FastAPI:
     """A FastAPI app answering ``GET /health`` and ``GET {health_path}`` without the secret.
 
     On one shared HTTP API only one function can own ``/health``; ``health_path`` is the
-    service's own health route there (``/internal/llm/health``, ...).
+    service's own health route there (``/internal/llm/health``, ...). Likewise the OpenAPI document is
+    served at ``openapi_path`` (a route of the shared API) and at ``/openapi.json`` (the service's own
+    local port), both behind the secret like every route.
     """
     app = FastAPI(
-        title=f"DAARION {service}", description=description, version=__version__, docs_url=None, redoc_url=None
+        title=f"DAARION {service}",
+        description=description,
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=openapi_path,
     )
     install_error_handlers(app)
     app.add_middleware(InternalSecretMiddleware, public_paths=frozenset({HEALTH_PATH, health_path}))
@@ -71,6 +79,11 @@ def create_app(service: str, *, health_path: str, description: str = "") -> Fast
 
     app.add_api_route(HEALTH_PATH, health, methods=["GET"], tags=["health"])
     app.add_api_route(health_path, health, methods=["GET"], tags=["health"], name=f"{service}-health")
+
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    app.add_api_route("/openapi.json", openapi, methods=["GET"], include_in_schema=False)
 
     return app
 

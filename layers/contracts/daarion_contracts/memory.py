@@ -1,52 +1,65 @@
-"""Request and response models of the Memory Orchestrator's contract with agent-runtime."""
+"""The Memory Orchestrator's wire contract: store, query, summarize, forget and the knowledge base."""
 
 from __future__ import annotations
 
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, StrictInt, field_validator, model_validator
+
+from daarion_contracts.types import Identifier, WireModel
+
+QUERY_PATH = "/internal/agent-memory/query"
+STORE_PATH = "/internal/agent-memory/store"
+SUMMARIZE_PATH = "/internal/agent-memory/summarize"
+FORGET_PATH = "/internal/agent-memory/forget"
+MEMORY_PATH = "/internal/agent-memory/{memory_id}"
+DOCUMENTS_PATH = "/internal/agent-memory/kb/documents"
+DOCUMENT_PATH = "/internal/agent-memory/kb/documents/{document_id}"
+HEALTH_PATH = "/internal/agent-memory/health"
+OPENAPI_PATH = "/internal/agent-memory/openapi.json"
 
 MemoryKind = Literal["conversation", "kb", "task", "dao-event"]
 MemoryTier = Literal["short", "mid", "long"]
 
 MAX_CONTENT_CHARS = 32_000
-_Id = Field(min_length=1, max_length=200)
+MAX_META_CHARS = 8_000
+MAX_QUERY_CHARS = 8_000
+# A knowledge-base document: its size bounds the chunks one indexing run must embed.
+MAX_DOCUMENT_CHARS = 200_000
 
 
-def _not_blank(value: str | None, what: str) -> str | None:
-    if value is not None and not value.strip():
+def _not_blank(value: str, what: str) -> str:
+    if not value.strip():
         raise ValueError(f"{what} must not be blank")
     return value
 
 
-class QueryRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    agent_id: str = _Id
-    microdao_id: str = _Id
-    channel_id: str | None = Field(default=None, max_length=200)
-    query: str = Field(min_length=1, max_length=8000)
-    limit: int = Field(default=10, ge=1, le=50)
+class QueryRequest(WireModel):
+    agent_id: Identifier
+    microdao_id: Identifier
+    channel_id: Identifier | None = None
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    limit: StrictInt = Field(default=10, ge=1, le=50)
     kinds: list[MemoryKind] | None = Field(default=None, min_length=1)
 
     @field_validator("query")
     @classmethod
     def _query_not_blank(cls, value: str) -> str:
-        return _not_blank(value, "query") or value
+        return _not_blank(value, "query")
 
 
-class StoreRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    agent_id: str = _Id
-    microdao_id: str = _Id
-    channel_id: str | None = Field(default=None, max_length=200)
+class StoreRequest(WireModel):
+    agent_id: Identifier
+    microdao_id: Identifier
+    channel_id: Identifier | None = None
     kind: MemoryKind
-    content: dict[str, Any] | str
+    content: dict[str, Any] | str = Field(
+        description="An exchange `{user_message, agent_reply, timestamp, ...}` or plain text."
+    )
     tier: MemoryTier | None = Field(default=None, description="default: short for channel conversations, else mid")
     meta: dict[str, Any] | None = None
-    ttl_seconds: int | None = Field(default=None, ge=60, le=10 * 365 * 86400)
+    ttl_seconds: StrictInt | None = Field(default=None, ge=60, le=10 * 365 * 86400)
 
     @field_validator("content")
     @classmethod
@@ -63,8 +76,8 @@ class StoreRequest(BaseModel):
     @field_validator("meta")
     @classmethod
     def _meta_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and len(json.dumps(value, ensure_ascii=False, default=str)) > 8000:
-            raise ValueError("meta is too large (at most 8000 characters of JSON)")
+        if value is not None and len(json.dumps(value, ensure_ascii=False, default=str)) > MAX_META_CHARS:
+            raise ValueError(f"meta is too large (at most {MAX_META_CHARS} characters of JSON)")
         return value
 
     @model_validator(mode="after")
@@ -74,22 +87,20 @@ class StoreRequest(BaseModel):
         return self
 
 
-class SummarizeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    agent_id: str = _Id
-    microdao_id: str = _Id
-    channel_id: str = _Id
-    max_messages: int | None = Field(default=None, ge=2, le=500)
-    model: str | None = Field(default=None, min_length=1, max_length=100)
+class SummarizeRequest(WireModel):
+    agent_id: Identifier
+    microdao_id: Identifier
+    channel_id: Identifier
+    max_messages: StrictInt | None = Field(default=None, ge=2, le=500)
+    model: Identifier | None = None
 
 
-class ForgetRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ForgetRequest(WireModel):
+    """At least one of ``agent_id`` and ``channel_id`` (a whole microDAO is not forgotten by accident)."""
 
-    microdao_id: str = _Id
-    agent_id: str | None = Field(default=None, min_length=1, max_length=200)
-    channel_id: str | None = Field(default=None, min_length=1, max_length=200)
+    microdao_id: Identifier
+    agent_id: Identifier | None = None
+    channel_id: Identifier | None = None
     kinds: list[MemoryKind] | None = Field(default=None, min_length=1)
     tiers: list[MemoryTier] | None = Field(default=None, min_length=1)
 
@@ -100,15 +111,15 @@ class ForgetRequest(BaseModel):
         return self
 
 
-class DocumentRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DocumentRequest(WireModel):
+    """Exactly one of ``text`` and ``markdown``, not blank."""
 
-    microdao_id: str = _Id
-    agent_id: str | None = Field(default=None, max_length=200)
-    document_id: str | None = Field(default=None, min_length=1, max_length=500, pattern=r"^[^\s/][^\s]*$")
+    microdao_id: Identifier
+    agent_id: Identifier | None = None
+    document_id: Identifier | None = Field(default=None, pattern=r"^[^\s/][^\s]*$")
     title: str = Field(min_length=1, max_length=500)
-    text: str | None = Field(default=None, max_length=2_000_000)
-    markdown: str | None = Field(default=None, max_length=2_000_000)
+    text: str | None = Field(default=None, max_length=MAX_DOCUMENT_CHARS)
+    markdown: str | None = Field(default=None, max_length=MAX_DOCUMENT_CHARS)
     source: str | None = Field(default=None, max_length=2000)
     meta: dict[str, Any] | None = None
 
