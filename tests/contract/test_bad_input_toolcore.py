@@ -372,3 +372,16 @@ def test_mcp_valid_call_still_succeeds(lambda_context: Any) -> None:
     status, answer = post_mcp(lambda_context, message, x_channel_id="channel:general")
     assert status == 200 and answer["result"]["isError"] is False
     assert answer["result"]["structuredContent"]["context"]["channel_id"] == "channel:general"
+
+
+# ---------------------------------------------------------------- the client checks with the same model
+
+
+@pytest.mark.parametrize(("field", "kwargs"), [("agent_id", {"agent_id": NUL}), ("args.q", {"args": {"q": SURROGATE}})])
+def test_the_client_refuses_what_the_service_would_before_sending(field: str, kwargs: dict[str, Any]) -> None:
+    from daarion_client import InvalidRequest, ToolcoreClient
+
+    call: dict[str, Any] = {"agent_id": AGENT, "microdao_id": DAO, "args": {"q": "hi"}, **kwargs}
+    with ToolcoreClient("http://127.0.0.1:9") as client, pytest.raises(InvalidRequest) as refused:  # nothing listens
+        client.call("demo.echo", call.pop("args"), **call)
+    assert refused.value.status == 422 and field in [f["field"] for f in refused.value.fields]
