@@ -14,6 +14,7 @@ from daarion_common.memory import kb
 from daarion_common.memory.config import get_memory_settings
 from daarion_common.memory.database import unavailable_as_503
 from daarion_common.observability import logger
+from daarion_contracts.memory import MAX_DOCUMENT_CHARS, MAX_DOCUMENT_CHUNKS
 
 SUFFIXES = (".md", ".markdown", ".txt")
 MAX_OBJECT_BYTES = 2_000_000
@@ -54,6 +55,17 @@ def sync_bucket(conn: Any, bucket: str, prefix: str = "") -> dict[str, int]:
                 continue
             try:
                 text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+                if (
+                    len(text) > MAX_DOCUMENT_CHARS
+                    or "\x00" in text
+                    or (
+                        len(kb.chunk_document(text, settings.kb_chunk_chars, settings.kb_chunk_overlap))
+                        > MAX_DOCUMENT_CHUNKS
+                    )
+                ):  # the same bounds as the HTTP route (the indexer embeds it over several runs)
+                    logger.warning("kb object too large; skipped", extra={"key": key, "chars": len(text)})
+                    counts["skipped"] += 1
+                    continue
                 with unavailable_as_503(conn):
                     kb.ingest(
                         conn, microdao_id=microdao_id, document_key=path, title=_title(path, text), text=text,
