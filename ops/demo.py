@@ -22,11 +22,11 @@ import httpx
 
 from daarion_client.agent import Blueprint, ContextTool, IncomingMessage, Services, TurnResult, run_turn
 
-MICRODAO = "demo-dao"
+MICRODAO = "microdao:7"
 CHANNEL = "general"
 
 SOFIA = Blueprint(
-    agent_id="sofia",
+    agent_id="agent:sofia",
     system_prompt=(
         "You are Sofia, the assistant of a DAARION microDAO. Answer in the language of the question, "
         "briefly, using what you remember and the live project data you are given. If something you "
