@@ -224,9 +224,11 @@ class QueryResponse(_Response):
     @model_validator(mode="before")
     @classmethod
     def _results_is_derived(cls, data: Any) -> Any:
-        # Parsing an answer: `results` mirrors `items`; keeping it as an extra field would serialise it twice.
+        # Parsing an answer: `results` mirrors `items` (kept as an extra field it would be serialised twice);
+        # an answer with `results` only (an older service) is read as `items`.
         if isinstance(data, dict) and "results" in data:
-            return {key: value for key, value in data.items() if key != "results"}
+            rest = {key: value for key, value in data.items() if key != "results"}
+            return rest if "items" in rest else {**rest, "items": data["results"]}
         return data
 
     @computed_field(  # type: ignore[prop-decorator]
