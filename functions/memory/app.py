@@ -56,7 +56,7 @@ def store(request: StoreRequest) -> StoreResponse:
     contract.SUMMARIZE_PATH,
     response_model=SummarizeResponse,
     responses=route_errors(
-        400, 401, 422, 500,
+        400, 401, 422, (429, "rate_limited"), 500,
         (502, "llm_proxy_error"),
         (503, "database_unavailable", "database_unconfigured", "llm_proxy_unavailable", "llm_proxy_unconfigured",
          "auth_unconfigured"),

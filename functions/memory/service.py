@@ -308,6 +308,7 @@ def summarize(req: SummarizeRequest) -> SummarizeResponse:
         model=req.model or settings.memory_summary_model,
         messages=[{"role": "system", "content": SUMMARY_PROMPT}, {"role": "user", "content": transcript}],
         metadata={"agent_id": req.agent_id, "microdao_id": req.microdao_id, "channel_id": req.channel_id},
+        model_from_caller=req.model is not None,
     )
     try:
         request = StoreRequest(
@@ -322,8 +323,12 @@ def summarize(req: SummarizeRequest) -> SummarizeResponse:
     return SummarizeResponse(id=stored.id, summary=summary, messages=len(rows))
 
 
-def call_llm_proxy(model: str, messages: list[dict[str, str]], metadata: dict[str, Any]) -> str:
-    """POST {LLM_PROXY_URL}/internal/llm/proxy; any failure is a clear 502/503, never a crash."""
+def call_llm_proxy(
+    model: str, messages: list[dict[str, str]], metadata: dict[str, Any], *, model_from_caller: bool = False
+) -> str:
+    """POST {LLM_PROXY_URL}/internal/llm/proxy; any failure is a clear 502/503/504, never a crash. The
+    proxy's 429 is passed on (the agent's limit or budget, with Retry-After), and a model the proxy does not
+    know is a 422 naming ``model`` when the caller chose it (a 502 when it is the configured default)."""
     import httpx
 
     from daarion_common import auth
@@ -345,6 +350,16 @@ def call_llm_proxy(model: str, messages: list[dict[str, str]], metadata: dict[st
         raise ApiError(
             503, "llm_proxy_unavailable", f"The LLM Proxy cannot be reached ({type(exc).__name__})."
         ) from exc
+    if response.status_code == 429:
+        retry_after = response.headers.get("retry-after")
+        raise ApiError(
+            429, "rate_limited", "The LLM Proxy refused the summary: a rate limit or budget is exhausted.",
+            headers={"Retry-After": retry_after} if retry_after else None,
+        )  # fmt: skip
+    if response.status_code == 404 and _error_code(response) == "model_not_found":
+        if model_from_caller:
+            raise _invalid("model", f"the LLM Proxy knows no model {model!r}")
+        raise ApiError(502, "llm_proxy_error", f"The LLM Proxy knows no model {model!r} (MEMORY_SUMMARY_MODEL).")
     if response.status_code != 200:
         raise ApiError(
             502, "llm_proxy_error", f"The LLM Proxy answered HTTP {response.status_code}; no summary was stored."
@@ -356,6 +371,13 @@ def call_llm_proxy(model: str, messages: list[dict[str, str]], metadata: dict[st
     if not isinstance(content, str) or not content.strip():
         raise ApiError(502, "llm_proxy_error", "The LLM Proxy returned an empty summary; nothing was stored.")
     return content.strip()
+
+
+def _error_code(response: Any) -> str | None:
+    try:
+        return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 # --------------------------------------------------------------------------- knowledge base

@@ -324,4 +324,9 @@ def route_errors(*statuses: int | tuple[int, str, ...]) -> dict[int | str, dict[
         known = {**errors.CODES.get(status, {}), **_OWN_CODES.get(status, {})}
         descriptions[f"r{status}"] = "; ".join(f"`{code}`: {known.get(code, code)}" for code in codes) or "error"
         listed.append(status)
-    return errors.responses(*listed, **descriptions)
+    out = errors.responses(*listed, **descriptions)
+    if 429 in out:
+        out[429]["headers"] = {
+            "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}
+        }
+    return out
