@@ -33,10 +33,12 @@ def sync_bucket(conn: Any, bucket: str, prefix: str = "") -> dict[str, int]:
     settings = get_memory_settings()
     seen: set[tuple[str, str]] = set()
     counts = {"ingested": 0, "unchanged": 0, "deleted": 0, "skipped": 0, "failed": 0}
-    with unavailable_as_503(conn):
+    from psycopg.rows import dict_row
+
+    with unavailable_as_503(conn), conn.cursor(row_factory=dict_row) as cur:
         known = {
-            (r[0], r[1]): r[2]
-            for r in conn.execute(
+            (r["microdao_id"], r["document_key"]): r["s3_etag"]
+            for r in cur.execute(
                 "SELECT microdao_id, document_key, s3_etag FROM kb_documents WHERE s3_bucket = %s AND s3_key LIKE %s",
                 (bucket, prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"),
             ).fetchall()
