@@ -121,14 +121,14 @@ def store(req: StoreRequest) -> StoreResponse:
     with unavailable_as_503(conn):
         existing = _one(
             conn,
-            """SELECT id::text AS id FROM memories
+            """SELECT id::text AS id, tier FROM memories
                 WHERE microdao_id = %s AND agent_id IS NOT DISTINCT FROM %s AND channel_id IS NOT DISTINCT FROM %s
                   AND kind = %s AND content_hash = %s AND document_id IS NULL
                   AND (expires_at IS NULL OR expires_at > now())""",
             scope,
         )
         if existing:
-            return StoreResponse(id=existing["id"], duplicate=True, tier=tier, indexed=None)
+            return StoreResponse(id=existing["id"], duplicate=True, tier=existing["tier"], indexed=None)
         embedding, model = None, None
         embedder = get_embedder()
         if _inline_embedding():
@@ -146,7 +146,7 @@ def store(req: StoreRequest) -> StoreResponse:
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (microdao_id, agent_id, channel_id, kind, content_hash) WHERE document_id IS NULL
                DO UPDATE SET expires_at = EXCLUDED.expires_at
-               RETURNING id::text AS id, (xmax = 0) AS inserted, embedding IS NOT NULL AS embedded""",
+               RETURNING id::text AS id, tier, (xmax = 0) AS inserted, embedding IS NOT NULL AS embedded""",
             (tier, req.kind, req.microdao_id, req.agent_id, req.channel_id, text,
              Jsonb(req.content) if isinstance(req.content, dict) else None, Jsonb(meta),
              Vector(embedding) if embedding is not None else None, model, digest, now, expires_at),
@@ -158,7 +158,7 @@ def store(req: StoreRequest) -> StoreResponse:
     return StoreResponse(
         id=row["id"],
         duplicate=not row["inserted"],
-        tier=tier,
+        tier=row["tier"],
         indexed="inline" if row["embedded"] else ("queued" if queued else "sweep"),
     )
 
