@@ -33,15 +33,19 @@ class ChatResult(_Model):
 
 
 # ---------------------------------------------------------------- Memory
+# The contracts' own models, under the names callers import (no wire model is declared here).
+from daarion_contracts import memory as _memory  # noqa: E402
 
-
-class MemoryItem(_Model):
-    id: str
-    kind: str | None = None
-    tier: str | None = None
-    score: float | None = None
-    content: str = ""
-    meta: dict[str, Any] = Field(default_factory=dict)
+MemoryItem = _memory.MemoryItem
+MemoryMeta = _memory.MemoryMeta
+QueryResponse = _memory.QueryResponse
+StoreResponse = _memory.StoreResponse
+SummarizeResponse = _memory.SummarizeResponse
+ForgetResponse = _memory.ForgetResponse
+DocumentResponse = _memory.DocumentResponse
+DocumentInfo = _memory.DocumentInfo
+DocumentList = _memory.DocumentList
+DocumentDeleted = _memory.DocumentDeleted
 
 
 # ---------------------------------------------------------------- Toolcore
