@@ -96,20 +96,6 @@ def clean_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     aws.reset_clients()
 
 
-@pytest.fixture(autouse=True)
-def main_thread_event_loop() -> None:
-    """Mangum runs each invocation on the thread's event loop, set up when a handler module is imported.
-    A test that calls ``asyncio.run`` leaves the main thread without one, and a handler imported before it
-    (the contract tests import every app first) would then fail with "no current event loop": give the
-    main thread a loop again, as Mangum's own set-up does."""
-    import asyncio
-
-    try:
-        asyncio.get_event_loop()
-    except RuntimeError:
-        asyncio.set_event_loop(asyncio.new_event_loop())
-
-
 @pytest.fixture(scope="session")
 def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real PostgreSQL with pgvector: TEST_DATABASE_URL if given, else the embedded server, for the session."""
