@@ -69,7 +69,7 @@ def undo_log(backend: Any, transact_items: list[dict[str, Any]]) -> list[tuple[A
             table = backend.get_table(op["TableName"])
             key = _item_key(table, op_type, op)
         except Exception:  # unknown table or malformed key: moto reports it and writes nothing for it
-            continue
+            key = None
         if key is None:
             continue
         current = table.get_item(*key)
