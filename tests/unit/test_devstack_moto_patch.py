@@ -134,3 +134,37 @@ def test_ttl_sweep_deletes_only_expired_items(ddb):
         ddb.put_item(TableName=table, Item=item)
     assert sweep_expired(ddb, {table: "expires_at"}, now=5_000) == 1
     assert {i["pk"]["S"] for i in _all_items(ddb, table)} == {"new", "none", "text"}
+
+
+def test_concurrent_conditional_updates_on_moto_server_are_atomic(monkeypatch):
+    """20 threads race a conditional ADD capped at 10 on moto's threaded server: exactly 10 pass, as in DynamoDB."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        endpoint = "http://{}:{}".format(*server.get_host_and_port())
+        ddb = boto3.client(
+            "dynamodb", endpoint_url=endpoint, region_name="us-east-1",
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )  # fmt: skip
+        table = _table(ddb, f"race-{id(server)}")
+
+        def take(_: int) -> bool:
+            try:
+                ddb.update_item(
+                    TableName=table, Key={"pk": {"S": "agent"}, "sk": {"S": "minute"}},
+                    UpdateExpression="ADD n :one", ConditionExpression="attribute_not_exists(n) OR n < :cap",
+                    ExpressionAttributeValues={":one": {"N": "1"}, ":cap": {"N": "10"}},
+                )  # fmt: skip
+                return True
+            except ddb.exceptions.ConditionalCheckFailedException:
+                return False
+
+        with ThreadPoolExecutor(20) as pool:
+            admitted = sum(pool.map(take, range(20)))
+        assert admitted == 10
+    finally:
+        server.stop()
