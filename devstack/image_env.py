@@ -55,7 +55,7 @@ def _digest(*paths: Path) -> str:
             )
             if path.is_dir()
             else [path]
-        )  # noqa: E501
+        )
         for file in files:
             h.update(str(file.relative_to(ROOT)).encode())
             h.update(file.read_bytes())

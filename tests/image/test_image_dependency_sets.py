@@ -81,7 +81,6 @@ class Context:
 results = {}
 for path in sys.argv[2:]:
     results[path] = handler(json.load(open(path)), Context())
-import jsonschema
 print("PROBE" + json.dumps({"import_ms": import_ms, "python": sys.version.split()[0], "results": results}, default=str))
 """
 
