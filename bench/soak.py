@@ -266,9 +266,8 @@ def _closing(stack: LocalStack, load: Load, rows: list[Any]) -> None:
         )
         per_event = [r[2] for r in rows if r[2] is not None]
         if per_event:
-            print(
-                f"recorder ms/event: first {per_event[0]:.1f}, last {per_event[-1]:.1f}, median {statistics.median(per_event):.1f}"
-            )
+            median = statistics.median(per_event)
+            print(f"recorder ms/event: first {per_event[0]:.1f}, last {per_event[-1]:.1f}, median {median:.1f}")
     print(f"final status: {stack.status()['functions']['UsageRecorderFunction']}")
 
 
