@@ -26,9 +26,14 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".tools" / "image-venvs"
 PIP_CACHE = ROOT / ".tools" / "pip-cache"
 IMAGE_PYTHON_VERSION = "3.12"
-# public.ecr.aws/lambda/python:3.12 runs on Amazon Linux 2023 (glibc 2.34); pip widens this tag to every
-# older manylinux tag (manylinux_2_17 / manylinux2014 included).
-LAMBDA_PLATFORM = "manylinux_2_34_x86_64"
+# public.ecr.aws/lambda/python:3.12 runs on Amazon Linux 2023 (glibc 2.34): every manylinux tag up to
+# glibc 2.34, and the legacy aliases (pip does not widen a --platform on its own).
+LAMBDA_PLATFORMS = [
+    *(f"manylinux_2_{minor}_x86_64" for minor in range(34, 4, -1)),
+    "manylinux2014_x86_64",
+    "manylinux2010_x86_64",
+    "manylinux1_x86_64",
+]
 SHARED = ROOT / "layers" / "common"
 
 
@@ -119,7 +124,7 @@ def resolve_for_lambda(function: str) -> dict[str, str]:
                 sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
                 "--report", str(report),
                 "--python-version", IMAGE_PYTHON_VERSION, "--implementation", "cp",
-                "--platform", LAMBDA_PLATFORM, "--only-binary=:all:",
+                *(arg for platform in LAMBDA_PLATFORMS for arg in ("--platform", platform)), "--only-binary=:all:",
                 "-c", str(ROOT / "constraints.txt"),
                 "-r", str(ROOT / "functions" / function / "requirements.txt"),
                 str(shared_wheel),
