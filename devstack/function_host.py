@@ -45,12 +45,25 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+class _Invoke(BaseHTTPRequestHandler):
+    """Replaced by the real handler class once the function's handler is imported."""
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the invoker sends one event at a time; probes and retries may overlap
+    daemon_threads = True
+
+
 def load_handler(dotted: str) -> Any:
     module_name, _, attr = dotted.rpartition(".")
     return getattr(importlib.import_module(module_name), attr)
 
 
 def serve(name: str, handler_path: str, port: int, memory_mb: int, timeout_s: float, account_id: str) -> None:
+    # Bind first (port 0: the kernel picks a free one) and say which, so parallel cold starts never race
+    # for a port; the stack reads this line before anything else.
+    server = _Server(("127.0.0.1", port), _Invoke)
+    print(f"LISTENING {server.server_address[1]}", flush=True)
     started = time.perf_counter()
     handler = load_handler(handler_path)
     init_ms = (time.perf_counter() - started) * 1000
@@ -74,7 +87,7 @@ def serve(name: str, handler_path: str, port: int, memory_mb: int, timeout_s: fl
         print(f"REPORT {name} RequestId: {context.aws_request_id} Duration: {duration:.2f} ms", flush=True)
         return body, headers
 
-    class Invoke(BaseHTTPRequestHandler):
+    class Invoke(_Invoke):
         protocol_version = "HTTP/1.1"
 
         def log_message(self, format: str, *args: Any) -> None:
@@ -103,10 +116,7 @@ def serve(name: str, handler_path: str, port: int, memory_mb: int, timeout_s: fl
             body, headers = done.result()
             self._reply(200, body, headers)
 
-    class Server(ThreadingHTTPServer):
-        request_queue_size = 128  # the invoker sends one event at a time; probes and retries may overlap
-
-    server = Server(("127.0.0.1", port), Invoke)
+    server.RequestHandlerClass = Invoke
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
     parent = os.getppid()

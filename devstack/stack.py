@@ -276,12 +276,11 @@ class Stack:
         from devstack.invoker import Container
 
         spec = self.functions[logical_id]
-        port = free_port()
         began = time.perf_counter()
         proc = subprocess.Popen(
             [
                 sys.executable, "-m", "devstack.function_host",
-                "--name", logical_id, "--handler", spec.handler, "--port", str(port),
+                "--name", logical_id, "--handler", spec.handler, "--port", "0",
                 "--memory", str(spec.memory_mb), "--timeout", str(self.function_timeout(spec)),
                 "--account", self.account_id,
             ],
@@ -291,8 +290,14 @@ class Stack:
             cwd=ROOT,
         )  # fmt: skip
         label = logical_id if number == 1 else f"{logical_id}#{number}"
+        assert proc.stdout is not None
+        first = proc.stdout.readline().decode(errors="replace")  # "LISTENING <port>", before the import
         threading.Thread(target=_pipe_output, args=(proc, label), daemon=True).start()
-        url = f"http://127.0.0.1:{port}"
+        if not first.startswith("LISTENING "):
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"{label} did not start: {first.strip()}")
+        url = f"http://127.0.0.1:{int(first.split()[1])}"
         try:
             wait_http(url, 60, proc)
         except BaseException:
