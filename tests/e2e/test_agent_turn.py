@@ -79,7 +79,9 @@ class FailingTarget:
 
 def _stack(env: dict[str, str]) -> Iterator[LocalStack]:
     state = Path(tempfile.mkdtemp(prefix="daarion-test-agent-"))
-    stack = start_local_stack(state, env={"DEVSTACK_SCHEDULE_SECONDS": "3600", **env})
+    # one container per function: a turn fans out to one function in parallel and has a 5 s deadline,
+    # which a second container's cold start would eat (parallel containers: tests/integration/test_local_stack.py)
+    stack = start_local_stack(state, env={"DEVSTACK_SCHEDULE_SECONDS": "3600", "DEVSTACK_MAX_CONTAINERS": "1", **env})
     try:
         yield stack
     finally:
