@@ -12,24 +12,21 @@ class _Model(BaseModel):
 
 
 # ---------------------------------------------------------------- LLM Proxy
-class Usage(_Model):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
+# The contracts' own response models (unknown fields kept); the old names stay importable.
+from daarion_contracts import llm as _llm  # noqa: E402
 
+ChatCompletion = _llm.ChatCompletion
+EmbeddingList = _llm.EmbeddingList
+InternalEmbeddings = _llm.InternalEmbeddings
+ModelCatalogue = _llm.ModelCatalogue
+ModelList = _llm.ModelList
+ProxyResponse = _llm.ProxyResponse
+TokenUsage = _llm.TokenUsage
+UsageReport = _llm.UsageReport
 
-class ChatResult(_Model):
-    """``POST /internal/llm/proxy``'s reply."""
-
-    content: str | None = None
-    usage: Usage = Field(default_factory=Usage)
-    provider: str | None = None
-    model_resolved: str | None = None
-    latency_ms: float | None = None
-    cost_usd: float | None = None
-    finish_reason: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
-    request_id: str | None = None
+ChatResult = ProxyResponse
+"""``POST /internal/llm/proxy``'s reply."""
+Usage = TokenUsage
 
 
 # ---------------------------------------------------------------- Memory
