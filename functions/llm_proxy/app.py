@@ -206,7 +206,8 @@ def _parse(model: type[M], payload: Any, more: list[dict[str, Any]] | None = Non
                 seen.add(loc)
                 errors_.append({**error, "loc": ("body", *loc), "msg": _clean(str(error.get("msg", "")))})
         parsed = None
-    errors_ += more or []
+    named = {tuple(e["loc"]) for e in errors_}
+    errors_ += [e for e in more or [] if tuple(e["loc"]) not in named]
     if errors_ or parsed is None:
         raise RequestValidationError(errors_)
     return parsed

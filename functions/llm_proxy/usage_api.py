@@ -29,24 +29,23 @@ _GROUP_BY = r"^(day|model|agent)(,(day|model|agent))?$"
 _FIRST_DAY, _LAST_DAY = date(USAGE_YEARS[0], 1, 1), date(USAGE_YEARS[1], 12, 31)
 
 
-def _invalid(field: str, message: str) -> ApiError:
-    return ApiError(
-        422,
-        "invalid_request",
-        f"Invalid request: query.{field}: {message}",
-        fields=[{"field": f"query.{field}", "message": message}],
-    )
+def _invalid(*problems: tuple[str, str]) -> ApiError:
+    fields = [{"field": f"query.{field}", "message": message} for field, message in problems]
+    summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+    return ApiError(422, "invalid_request", f"Invalid request: {summary}", fields=fields)
 
 
-def _day(value: str | None, name: str) -> date | None:
+def _day(value: str | None, name: str, problems: list[tuple[str, str]]) -> date | None:
     if value is None:
         return None
     try:
         day = datetime.strptime(value, "%Y-%m-%d").date()
     except ValueError:
-        raise _invalid(name, "expected a date as YYYY-MM-DD") from None
+        problems.append((name, "expected a date as YYYY-MM-DD"))
+        return None
     if not _FIRST_DAY <= day <= _LAST_DAY:
-        raise _invalid(name, f"must be between {_FIRST_DAY.isoformat()} and {_LAST_DAY.isoformat()}")
+        problems.append((name, f"must be between {_FIRST_DAY.isoformat()} and {_LAST_DAY.isoformat()}"))
+        return None
     return day
 
 
@@ -79,17 +78,21 @@ def usage(
     from daarion_common.settings import get_settings
     from daarion_common.usage_ledger import query
 
-    end = _day(date_to, "to") or min(datetime.now(UTC).date(), _LAST_DAY)
-    start = _day(date_from, "from") or max(end - timedelta(days=6), _FIRST_DAY)
-    if start > end:
-        raise _invalid("from", "must not be after 'to'")
-    if (end - start).days >= MAX_USAGE_DAYS:
-        raise _invalid("from", f"the period may span at most {MAX_USAGE_DAYS} days")
+    problems: list[tuple[str, str]] = []
+    given_to, given_from = _day(date_to, "to", problems), _day(date_from, "from", problems)
     dims = group_by.split(",")
     if len(set(dims)) != len(dims):
-        raise _invalid("group_by", "one or two of day, model, agent (comma-separated), each once")
-    if "agent" in dims and not (agent_id or microdao_id):
-        raise _invalid("group_by", "grouping by agent needs agent_id or microdao_id")
+        problems.append(("group_by", "one or two of day, model, agent (comma-separated), each once"))
+    elif "agent" in dims and not (agent_id or microdao_id):
+        problems.append(("group_by", "grouping by agent needs agent_id or microdao_id"))
+    if problems:
+        raise _invalid(*problems)
+    end = given_to or min(datetime.now(UTC).date(), _LAST_DAY)
+    start = given_from or max(end - timedelta(days=6), _FIRST_DAY)
+    if start > end:
+        raise _invalid(("from", "must not be after 'to'"))
+    if (end - start).days >= MAX_USAGE_DAYS:
+        raise _invalid(("from", f"the period may span at most {MAX_USAGE_DAYS} days"))
     table = get_settings().usage_table
     if not table:
         raise ApiError(503, "usage_unconfigured", "USAGE_TABLE is not configured.")
