@@ -177,11 +177,23 @@ def _errors(codes: dict[int, list[str]]) -> dict[int | str, dict[str, Any]]:
     return out
 
 
+# With `stream: true`: Server-Sent Events; in OpenAPI 3.1 the media type's schema describes one event.
 _SSE = {
     "text/event-stream": {
         "schema": {
-            "type": "string",
-            "description": "With `stream: true`: `data: {chat.completion.chunk}` lines, then `data: [DONE]`.",
+            "type": "object",
+            "description": "One Server-Sent Event (with `stream: true`).",
+            "properties": {
+                "data": {
+                    "type": "string",
+                    "description": 'A JSON `chat.completion.chunk`; an in-band `{"error": {code, message}}` if the '
+                    "upstream broke off; `[DONE]` last.",
+                },
+                "event": {"type": "string"},
+                "id": {"type": "string"},
+                "retry": {"type": "integer"},
+            },
+            "required": ["data"],
         }
     }
 }

@@ -102,8 +102,18 @@ class CallMetadata(BaseModel):
     channel_id: Identifier | None = None
 
 
+_CALLER = {"agent_id": "agent:sofia", "microdao_id": "microdao:7", "channel_id": "channel:general"}
+_MESSAGES = [{"role": "system", "content": "You are Sofia."}, {"role": "user", "content": "Що нового?"}]
+
+
 class ProxyRequest(WireModel):
     """``POST /internal/llm/proxy`` as agent-runtime sends it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"model": "gpt-4.1-mini", "messages": _MESSAGES, "max_tokens": 256, "metadata": _CALLER}]
+        }
+    )
 
     model: Identifier = Field(description="A logical model (`GET /internal/llm/models`), e.g. `gpt-4.1-mini`.")
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
@@ -124,7 +134,15 @@ class ChatCompletionRequest(WireModel):
     The caller is ``metadata.agent_id`` / ``metadata.microdao_id``, or the ``X-Agent-Id`` /
     ``X-Microdao-Id`` headers."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {"model": "gpt-4.1-mini", "messages": _MESSAGES, "metadata": _CALLER},
+                {"model": "gpt-4.1-mini", "messages": _MESSAGES, "stream": True, "metadata": _CALLER},
+            ]
+        },
+    )
 
     model: Identifier
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
@@ -141,7 +159,10 @@ class ChatCompletionRequest(WireModel):
 class EmbeddingsRequest(WireModel):
     """``POST /v1/embeddings``: OpenAI's shape, plus ``input_type`` (e5 embeds queries and passages apart)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"examples": [{"input": ["Привіт, світе"], "input_type": "query", "metadata": _CALLER}]},
+    )
 
     model: Identifier | None = None
     input: str | list[str] = Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)
@@ -154,6 +175,10 @@ class EmbeddingsRequest(WireModel):
 
 class InternalEmbeddingsRequest(WireModel):
     """``POST /internal/llm/embeddings``: what the Memory Orchestrator sends."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"input": ["Кодове слово — гречаник-42."], "metadata": _CALLER}]}
+    )
 
     model: Identifier | None = None
     input: list[str] = Field(min_length=1, max_length=MAX_EMBEDDING_INPUTS)
