@@ -247,11 +247,19 @@ async def _read(request: Request) -> tuple[Any, ApiError | None]:
 def _identifier(value: Any) -> tuple[str | None, str | None]:
     """(the value if it is a valid identifier, else why not)."""
     if not isinstance(value, str):
-        return None, "must be a string"
+        return None, "must be a string (headers: valid UTF-8)"
     try:
         return _IDENTIFIER.validate_python(value), None
     except ValidationError as exc:
         return None, _clean(exc.errors(include_url=False)[0]["msg"])
+
+
+def _utf8(header: str) -> Any:
+    """A header's bytes as UTF-8 (ASGI hands them over as latin-1); None (invalid) if they are not UTF-8."""
+    try:
+        return header.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return None
 
 
 def _context(
@@ -272,7 +280,7 @@ def _context(
         if raw_header or meta.get(key) is not None:
             named.add(key)
         if raw_header:  # an empty header is no header
-            from_header, why = _identifier(raw_header)
+            from_header, why = _identifier(_utf8(raw_header))
             if why:
                 problems.append({"loc": ("header", header), "msg": why, "type": "invalid_identifier"})
         if meta.get(key) is not None:

@@ -308,3 +308,15 @@ def test_bad_input_is_a_clear_4xx_and_counted(
             assert who in (AGENT, DAO, CHANNEL, "unknown", "gpt-4.1-mini", "gpt-17", "multilingual-e5-small"), who
     else:
         assert usage_events == []
+
+
+def test_identity_headers_are_utf8_and_kept_verbatim(usage_events: list[Any]) -> None:
+    """Ids are opaque: a Cyrillic id in a header reaches the ledger exactly as sent, not renamed."""
+    from tests.fixtures.llm_proxy import invoke_llm
+
+    headers = {"x-agent-id": "agent:софія", "x-microdao-id": DAO, "x-channel-id": "канал:загальний"}
+    out = invoke_llm("POST", V1_CHAT_PATH, chat(), {"x-internal-secret": "dev-secret-token", **headers})
+    assert out.status == 200, out.text
+    [event] = usage_events
+    assert (event.agent_id, event.microdao_id, event.channel_id) == ("agent:софія", DAO, "канал:загальний")
+    assert (event.status, event.error_code) == ("ok", None)
