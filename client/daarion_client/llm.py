@@ -16,7 +16,6 @@ from daarion_contracts.llm import (
     EMBEDDINGS_PATH,
     MODELS_PATH,
     PROXY_PATH,
-    CallMetadata,
     InternalEmbeddings,
     InternalEmbeddingsRequest,
     ModelCatalogue,
@@ -42,27 +41,34 @@ def _chat_body(
     model: str, messages: list[dict[str, Any]], agent_id: str, microdao_id: str, channel_id: str | None, **options: Any
 ) -> dict[str, Any]:
     try:
-        request = ProxyRequest(
-            model=model,
-            messages=messages,  # type: ignore[arg-type]
-            metadata=CallMetadata(agent_id=agent_id, microdao_id=microdao_id, channel_id=channel_id),
-            **{k: v for k, v in options.items() if v is not None},
+        request = ProxyRequest.model_validate(
+            {
+                "model": model,
+                "messages": messages,
+                **{k: v for k, v in options.items() if v is not None},
+                "metadata": {"agent_id": agent_id, "microdao_id": microdao_id, "channel_id": channel_id},
+            }
         )
     except ValidationError as exc:
         raise _invalid(exc) from None
-    # What was given, as given (channel_id: null included, as agent-runtime has always sent it).
-    return request.model_dump(mode="json", exclude_unset=True)
+    # What was given, as given (channel_id: null included, as agent-runtime has always sent it); the
+    # messages, once validated, exactly as the caller wrote them (their keys in the caller's order).
+    body = request.model_dump(mode="json", exclude_unset=True)
+    body["messages"] = messages
+    return body
 
 
 def _embeddings_body(
     texts: list[str], agent_id: str, microdao_id: str, channel_id: str | None, model: str | None, input_type: str
 ) -> dict[str, Any]:
     try:
-        request = InternalEmbeddingsRequest(
-            model=model,
-            input=texts,
-            input_type=input_type,  # type: ignore[arg-type]
-            metadata=CallMetadata(agent_id=agent_id, microdao_id=microdao_id, channel_id=channel_id),
+        request = InternalEmbeddingsRequest.model_validate(
+            {
+                "model": model,
+                "input": texts,
+                "input_type": input_type,
+                "metadata": {"agent_id": agent_id, "microdao_id": microdao_id, "channel_id": channel_id},
+            }
         )
     except ValidationError as exc:
         raise _invalid(exc) from None
