@@ -66,6 +66,19 @@ def lambda_context() -> LambdaContext:
 
 
 @pytest.fixture(autouse=True)
+def main_thread_event_loop() -> None:
+    """Mangum runs the app on the main thread's event loop, as in a Lambda container. A test that ran
+    ``asyncio.run`` there leaves it without one (``set_event_loop(None)``): give it a fresh loop, so that
+    a test calling a handler does not depend on which tests ran before it."""
+    import asyncio
+
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
+@pytest.fixture(autouse=True)
 def clean_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test starts local, with no secret or endpoint configured, and fresh caches."""
     from daarion_common import auth, aws
