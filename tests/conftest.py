@@ -67,9 +67,9 @@ def lambda_context() -> LambdaContext:
 
 @pytest.fixture(autouse=True)
 def main_thread_event_loop() -> None:
-    """Mangum runs the app on the main thread's event loop, as in a Lambda container. A test that ran
-    ``asyncio.run`` there leaves it without one (``set_event_loop(None)``): give it a fresh loop, so that
-    a test calling a handler does not depend on which tests ran before it."""
+    """Mangum runs the app on the main thread's event loop, which it sets up once, when the adapter is
+    built (at the app module's import). A test that ran ``asyncio.run`` on the main thread leaves no loop
+    behind, so every handler invoked afterwards would fail: give the main thread a loop again."""
     import asyncio
 
     try:
