@@ -1,19 +1,11 @@
-"""What the services answer, as typed objects (unknown fields are kept, not rejected)."""
+"""What the services answer, as typed objects (unknown fields are kept, not rejected): the contracts' own
+models, re-exported under the names callers import. The client declares no wire model of its own."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
 # ---------------------------------------------------------------- LLM Proxy
 # The contracts' own response models (unknown fields kept); the old names stay importable.
-from daarion_contracts import llm as _llm  # noqa: E402
+from daarion_contracts import llm as _llm
 
 ChatCompletion = _llm.ChatCompletion
 EmbeddingList = _llm.EmbeddingList
