@@ -66,6 +66,19 @@ def lambda_context() -> LambdaContext:
 
 
 @pytest.fixture(autouse=True)
+def main_thread_event_loop() -> None:
+    """Mangum runs the app on the main thread's event loop, which it sets up once, when the adapter is
+    built (at the app module's import). A test that ran ``asyncio.run`` on the main thread leaves no loop
+    behind, so every handler invoked afterwards would fail: give the main thread a loop again."""
+    import asyncio
+
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
+@pytest.fixture(autouse=True)
 def clean_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test starts local, with no secret or endpoint configured, and fresh caches."""
     from daarion_common import auth, aws
@@ -81,20 +94,6 @@ def clean_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     get_settings.cache_clear()
     auth.reset_cache()
     aws.reset_clients()
-
-
-@pytest.fixture(autouse=True)
-def main_thread_event_loop() -> None:
-    """Mangum runs each invocation on the thread's event loop, set up when a handler module is imported.
-    A test that calls ``asyncio.run`` leaves the main thread without one, and a handler imported before it
-    (the contract tests import every app first) would then fail with "no current event loop": give the
-    main thread a loop again, as Mangum's own set-up does."""
-    import asyncio
-
-    try:
-        asyncio.get_event_loop()
-    except RuntimeError:
-        asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 @pytest.fixture(scope="session")

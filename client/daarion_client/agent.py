@@ -184,11 +184,10 @@ async def run_turn(
     else:
         assert isinstance(listing, ToolListing)
         name_to_id = dict(listing.tool_ids)
-        offered = [t for t in listing.tools if name_to_id.get(t["function"]["name"]) in blueprint.allowed_tools]
+        allowed = [t for t in listing.tools if name_to_id.get(t.function.name) in blueprint.allowed_tools]
+        offered = [t.model_dump(mode="json") for t in allowed]  # OpenAI's `tools=` entries, as the listing sent them
         trace.append(
-            Step(
-                "tools.list", "ok", listing_ms, detail={"offered": [name_to_id[t["function"]["name"]] for t in offered]}
-            )
+            Step("tools.list", "ok", listing_ms, detail={"offered": [name_to_id[t.function.name] for t in allowed]})
         )
 
     prompt = build_prompt(blueprint, message, memories, memory_error, context)

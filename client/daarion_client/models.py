@@ -49,25 +49,14 @@ DocumentDeleted = _memory.DocumentDeleted
 
 
 # ---------------------------------------------------------------- Toolcore
+# The contracts' models (one definition for the service and the client); the old names stay importable.
+from daarion_contracts.tools import OpenAITool as OpenAITool  # noqa: E402
+from daarion_contracts.tools import OpenAIToolListing as OpenAIToolListing  # noqa: E402
+from daarion_contracts.tools import ToolCallError as ToolCallError  # noqa: E402
+from daarion_contracts.tools import ToolCallResponse as ToolCallResponse  # noqa: E402
 
-
-class ToolError(_Model):
-    code: str
-    message: str = ""
-
-
-class ToolResult(_Model):
-    """``POST /internal/tools/call``'s reply. A tool's own failure is ``ok=False`` with ``error``, not an exception."""
-
-    ok: bool
-    result: Any = None
-    error: ToolError | None = None
-    tool_id: str | None = None
-    latency_ms: float | None = None
-
-
-class ToolListing(_Model):
-    """``GET /internal/tools?format=openai``: tools for ``tools=`` and the OpenAI name -> tool id map."""
-
-    tools: list[dict[str, Any]] = Field(default_factory=list)
-    tool_ids: dict[str, str] = Field(default_factory=dict)
+ToolError = ToolCallError
+ToolResult = ToolCallResponse
+"""``POST /internal/tools/call``'s reply. A tool's own failure is ``ok=False`` with ``error``, not an exception."""
+ToolListing = OpenAIToolListing
+"""``GET /internal/tools?format=openai``: ``tools`` for ``tools=`` and the OpenAI name -> tool id map."""

@@ -8,6 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from daarion_contracts.tools import (
+    McpTool,
+    McpToolAnnotations,
+    McpToolListing,
+    NativeTool,
+    NativeToolListing,
+    OpenAIFunction,
+    OpenAITool,
+    OpenAIToolListing,
+    ToolHints,
+)
 from toolcore.registry import Tool
 
 # Keywords OpenAI's strict mode (Structured Outputs) accepts; a schema using any other is sent non-strict.
@@ -18,18 +29,18 @@ _STRICT_KEYWORDS = frozenset(
 )  # fmt: skip
 
 
-def native(tool: Tool) -> dict[str, Any]:
+def native(tool: Tool) -> NativeTool:
     c = tool.config
-    return {
-        "id": c.id,
-        "name": c.name,
-        "description": c.description,
-        "input_schema": c.input_schema,
-        "output_schema": c.output_schema,
-        "timeout": c.timeout,
-        "hints": c.hints.model_dump(),
-        "max_result_bytes": c.max_result_bytes,
-    }
+    return NativeTool(
+        id=c.id,
+        name=c.name,
+        description=c.description,
+        input_schema=c.input_schema,
+        output_schema=c.output_schema,
+        timeout=c.timeout,
+        hints=ToolHints(**c.hints.model_dump()),
+        max_result_bytes=c.max_result_bytes,
+    )
 
 
 def strict_compatible(schema: Any) -> bool:
@@ -59,47 +70,49 @@ def strict_compatible(schema: Any) -> bool:
     return True
 
 
-def openai(tool: Tool) -> dict[str, Any]:
+def openai(tool: Tool) -> OpenAITool:
     c = tool.config
-    return {
-        "type": "function",
-        "function": {
-            "name": tool.openai_name,
-            "description": c.description,
-            "parameters": c.input_schema,
-            "strict": strict_compatible(c.input_schema),
-        },
-    }
+    return OpenAITool(
+        type="function",
+        function=OpenAIFunction(
+            name=tool.openai_name,
+            description=c.description,
+            parameters=c.input_schema,
+            strict=strict_compatible(c.input_schema),
+        ),
+    )
 
 
-def mcp(tool: Tool) -> dict[str, Any]:
+def mcp(tool: Tool) -> McpTool:
+    """Serialise with ``exclude_unset=True``: ``outputSchema`` is absent, not null, when there is none."""
     c = tool.config
-    out: dict[str, Any] = {
-        "name": c.id,
-        "title": c.name,
-        "description": c.description,
-        "inputSchema": c.input_schema,
-        "annotations": {
-            "title": c.name,
-            "readOnlyHint": c.hints.read_only,
-            "destructiveHint": c.hints.destructive,
-            "idempotentHint": c.hints.idempotent,
-            "openWorldHint": c.executor == "http",
-        },
-    }
+    more: dict[str, Any] = {}
     if c.output_schema is not None and c.output_schema.get("type") == "object":  # MCP requires an object
-        out["outputSchema"] = c.output_schema
-    return out
+        more["outputSchema"] = c.output_schema
+    return McpTool(
+        name=c.id,
+        title=c.name,
+        description=c.description,
+        inputSchema=c.input_schema,
+        annotations=McpToolAnnotations(
+            title=c.name,
+            readOnlyHint=c.hints.read_only,
+            destructiveHint=c.hints.destructive,
+            idempotentHint=c.hints.idempotent,
+            openWorldHint=c.executor == "http",
+        ),
+        **more,
+    )
 
 
-def render(tools: list[Tool], fmt: str) -> dict[str, Any]:
+def render(tools: list[Tool], fmt: str) -> NativeToolListing | OpenAIToolListing | McpToolListing:
     if fmt == "openai":
-        return {
-            "format": "openai",
-            "tools": [openai(t) for t in tools],
+        return OpenAIToolListing(
+            format="openai",
+            tools=[openai(t) for t in tools],
             # OpenAI names cannot hold dots: POST /internal/tools/call accepts either spelling
-            "tool_ids": {t.openai_name: t.id for t in tools},
-        }
+            tool_ids={t.openai_name: t.id for t in tools},
+        )
     if fmt == "mcp":
-        return {"format": "mcp", "tools": [mcp(t) for t in tools]}
-    return {"format": "native", "tools": [native(t) for t in tools]}
+        return McpToolListing(format="mcp", tools=[mcp(t) for t in tools])
+    return NativeToolListing(format="native", tools=[native(t) for t in tools])

@@ -7,6 +7,7 @@ every call, whatever the caller listed before (a hidden tool is not a security b
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import time
@@ -15,31 +16,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daarion_common.observability import MetricUnit, logger, metrics
+from daarion_contracts.tools import TOOL_ERROR_CODES, ToolCallError, ToolCallRequest, ToolCallResponse
 from toolcore.executors import Outcome, run_http, run_python
 from toolcore.registry import Registry, Tool, load_registry
 from toolcore.ssrf import Allowlist, Resolver, system_resolver
 
-ERROR_CODES = (
-    "permission_denied",
-    "tool_not_found",
-    "tool_disabled",
-    "invalid_args",
-    "timeout",
-    "upstream_error",
-    "invalid_result",
-    "internal",
-)
+ERROR_CODES = tuple(TOOL_ERROR_CODES)
 
 
-@dataclass
-class CallRequest:
-    tool_id: str
-    agent_id: str
-    microdao_id: str
-    args: dict[str, Any]
-    context: dict[str, Any] | None = None
-    idempotency_key: str | None = None
-    request_id: str | None = None
+@dataclass(frozen=True)
+class Invocation:
+    """What a call carries besides its wire request (:class:`ToolCallRequest`)."""
+
+    request_id: str | None = None  # API Gateway's, passed to the tool's target and the audit
     lambda_context: Any = None  # lets an in-progress idempotency record expire with the invocation
 
 
@@ -54,12 +43,21 @@ class CallTimings:
 
 @dataclass
 class CallResult:
-    body: dict[str, Any]
+    response: ToolCallResponse
     timings: CallTimings = field(default_factory=CallTimings)
 
     @property
     def ok(self) -> bool:
-        return bool(self.body["ok"])
+        return self.response.ok
+
+
+def _is_json(value: Any) -> bool:
+    """True if ``value`` can be sent as strict JSON in UTF-8 (no NaN/Infinity, no lone surrogate)."""
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return False
+    return True
 
 
 def _json_path(path: Any, root: str) -> str:
@@ -121,32 +119,31 @@ class ToolService:
         return self.registry.visible_to(agent_id, microdao_id)
 
     # ------------------------------------------------------------ calling
-    def call(self, request: CallRequest) -> CallResult:
+    def call(self, request: ToolCallRequest, invocation: Invocation | None = None) -> CallResult:
         """One call, audited whatever happens. Never raises."""
+        invocation = invocation or Invocation()
         started = time.perf_counter()
         timings = CallTimings()
         tool: Tool | None = None
         replayed = False
         try:
             tool = self.registry.get(request.tool_id)
-            outcome, replayed = self._call(tool, request, timings)
+            outcome, replayed = self._call(tool, request, invocation, timings)
         except Exception:  # a bug or an unexpected failure: the caller gets `internal`, the log gets the rest
             logger.exception("tool call failed unexpectedly", extra={"tool_id": request.tool_id})
             outcome = Outcome.fail("internal", "An internal error occurred; it has been logged.")
         timings.upstream_ms = outcome.upstream_ms
         latency_ms = (time.perf_counter() - started) * 1000  # what the caller waits for, before the audit
         tool_id = tool.id if tool is not None else request.tool_id
-        body: dict[str, Any] = {
-            "ok": outcome.ok,
-            "result": outcome.result if outcome.ok else None,
-            "error": None if outcome.ok else {"code": outcome.code, "message": outcome.message},
-            "tool_id": tool_id,
-            "latency_ms": round(latency_ms, 3),
-        }
-        if outcome.truncated:
-            body["truncated"] = True
-        if replayed:
-            body["idempotent_replay"] = True
+        response = ToolCallResponse(
+            ok=outcome.ok,
+            result=outcome.result if outcome.ok else None,
+            error=None if outcome.ok else ToolCallError(code=outcome.code or "internal", message=outcome.message or ""),
+            tool_id=tool_id,
+            latency_ms=round(latency_ms, 3),
+            truncated=outcome.truncated,
+            idempotent_replay=replayed,
+        )
         self._audit(request, tool_id, outcome, latency_ms, timings)
         metrics.add_metric(name="ToolCalls" if outcome.ok else "ToolCallErrors", unit=MetricUnit.Count, value=1)
         logger.info(
@@ -155,9 +152,11 @@ class ToolService:
                    "ok": outcome.ok, "error_code": outcome.code, "latency_ms": round(latency_ms, 3),
                    "upstream_ms": round(outcome.upstream_ms, 3), "attempts": outcome.attempts},
         )  # fmt: skip
-        return CallResult(body, timings)
+        return CallResult(response, timings)
 
-    def _call(self, tool: Tool | None, request: CallRequest, timings: CallTimings) -> tuple[Outcome, bool]:
+    def _call(
+        self, tool: Tool | None, request: ToolCallRequest, invocation: Invocation, timings: CallTimings
+    ) -> tuple[Outcome, bool]:
         if tool is None:
             return Outcome.fail("tool_not_found", f"No tool '{request.tool_id}'."), False
         if not tool.allows(request.agent_id, request.microdao_id):
@@ -179,16 +178,22 @@ class ToolService:
             ), False
         # What the target learns about the caller: the verified identity overrides whatever context says.
         context = {
-            **(request.context or {}),
+            **(request.context.model_dump(exclude_unset=True) if request.context else {}),
             "agent_id": request.agent_id,
             "microdao_id": request.microdao_id,
             "tool_id": tool.id,
-            "request_id": request.request_id,
+            "request_id": invocation.request_id,
         }
         if request.idempotency_key and not tool.config.hints.idempotent:
-            outcome, replayed = self._idempotent(tool, request, context, timings)
+            outcome, replayed = self._idempotent(tool, request, invocation, context, timings)
         else:
             outcome, replayed = self._execute(tool, request.args, context), False
+        if outcome.ok and not _is_json(outcome.result):  # the reply must stay valid JSON, whatever the tool sent
+            outcome = Outcome.fail(
+                "invalid_result",
+                "The tool's result is not valid JSON (NaN, Infinity or a lone UTF-16 surrogate).",
+                attempts=outcome.attempts, upstream_ms=outcome.upstream_ms,
+            )  # fmt: skip
         if outcome.ok and not outcome.truncated and tool.output_validator is not None:
             problem = describe_validation_error(tool.output_validator, outcome.result, root="result")
             if problem:
@@ -218,7 +223,12 @@ class ToolService:
         )
 
     def _idempotent(
-        self, tool: Tool, request: CallRequest, context: dict[str, Any], timings: CallTimings
+        self,
+        tool: Tool,
+        request: ToolCallRequest,
+        invocation: Invocation,
+        context: dict[str, Any],
+        timings: CallTimings,
     ) -> tuple[Outcome, bool]:
         """Run at most once per (tool, agent, microDAO, idempotency_key); a repeat returns the first result.
 
@@ -236,8 +246,8 @@ class ToolService:
         )
 
         runner, config = _idempotent_runner(table)
-        if request.lambda_context is not None:
-            config.register_lambda_context(request.lambda_context)
+        if invocation.lambda_context is not None:
+            config.register_lambda_context(invocation.lambda_context)
         executed: list[float] = []
         call = {
             "tool_id": tool.id,
@@ -278,12 +288,12 @@ class ToolService:
         return outcome, replayed
 
     def _audit(
-        self, request: CallRequest, tool_id: str, outcome: Outcome, latency_ms: float, timings: CallTimings
+        self, request: ToolCallRequest, tool_id: str, outcome: Outcome, latency_ms: float, timings: CallTimings
     ) -> None:
         from daarion_common.events import ToolCallEvent
         from daarion_common.usage import emit
 
-        channel = (request.context or {}).get("channel_id")
+        channel = request.context.channel_id if request.context else None
         event = ToolCallEvent(
             agent_id=request.agent_id[:200] or "unknown",
             microdao_id=request.microdao_id[:200] or "unknown",

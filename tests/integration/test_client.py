@@ -191,7 +191,7 @@ def test_deadline_cuts_a_slow_answer(server):
 
 def test_tool_calls_carry_an_idempotency_key_reused_across_retries(server):
     server.then(500, {"error": {"code": "internal", "message": "boom"}}).then(
-        200, {"ok": True, "result": {"n": 1}, "tool_id": "t"}
+        200, {"ok": True, "result": {"n": 1}, "tool_id": "t", "latency_ms": 1.0}
     )
     result = ToolcoreClient(server.url, retry=FAST).call("projects.list", {"x": 1}, agent_id="a", microdao_id="d")
     assert result.ok and result.result == {"n": 1}
@@ -200,7 +200,16 @@ def test_tool_calls_carry_an_idempotency_key_reused_across_retries(server):
 
 
 def test_a_tools_own_failure_is_a_result_not_an_exception(server):
-    server.then(200, {"ok": False, "result": None, "error": {"code": "timeout", "message": "slow"}, "tool_id": "t"})
+    server.then(
+        200,
+        {
+            "ok": False,
+            "result": None,
+            "error": {"code": "timeout", "message": "slow"},
+            "tool_id": "t",
+            "latency_ms": 1.0,
+        },
+    )
     result = ToolcoreClient(server.url, retry=FAST).call("t", {}, agent_id="a", microdao_id="d")
     assert not result.ok and result.error.code == "timeout"
 

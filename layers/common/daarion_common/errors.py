@@ -106,6 +106,9 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else code
         if exc.status_code == 404:
             message = f"No route for {request.method} {request.url.path}."
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            # FastAPI's answer when json.loads itself fails (RecursionError: JSON nested thousands deep)
+            code, message = "invalid_json", "The request body is not valid JSON (or is nested too deeply)."
         body = error_body(code, message, request_id_of(request))
         return respond(request, exc.status_code, body, getattr(exc, "headers", None))
 
