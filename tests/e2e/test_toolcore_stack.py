@@ -24,34 +24,48 @@ def call(stack, body: dict) -> dict:
 
 
 def test_projects_list_reaches_the_demo_target(local_stack):
-    out = call(local_stack, {"tool_id": "projects.list", "agent_id": "sofia", "microdao_id": "dao-42",
-                             "args": {"microdao_id": "dao-42"}})  # fmt: skip
+    out = call(local_stack, {"tool_id": "projects.list", "agent_id": "agent:sofia", "microdao_id": "microdao:42",
+                             "args": {"microdao_id": "microdao:42"}})  # fmt: skip
     assert out["ok"] is True, out
     assert out["result"]["demo"] is True
     assert {p["id"] for p in out["result"]["projects"]} == {"demo-proj-1", "demo-proj-2"}  # active only
 
 
 def test_another_microdaos_projects_are_refused(local_stack):
-    out = call(local_stack, {"tool_id": "projects.list", "agent_id": "sofia", "microdao_id": "dao-42",
-                             "args": {"microdao_id": "dao-7"}})  # fmt: skip
+    out = call(local_stack, {"tool_id": "projects.list", "agent_id": "agent:sofia", "microdao_id": "microdao:42",
+                             "args": {"microdao_id": "microdao:7"}})  # fmt: skip
     assert out["error"]["code"] == "permission_denied"
 
 
 def test_task_create_is_idempotent_by_key_through_the_stack(local_stack):
-    body = {"tool_id": "task.create", "agent_id": "sofia", "microdao_id": "dao-42",
-            "args": {"microdao_id": "dao-42", "project_id": "demo-proj-1", "title": "Water the garden"},
+    body = {"tool_id": "task.create", "agent_id": "agent:sofia", "microdao_id": "microdao:42",
+            "args": {"microdao_id": "microdao:42", "project_id": "demo-proj-1", "title": "Water the garden"},
             "idempotency_key": f"e2e-{uuid.uuid4().hex}"}  # fmt: skip
     first, second = call(local_stack, body), call(local_stack, body)
     assert first["ok"] is True, first
     assert first["result"]["task"]["title"] == "Water the garden"
-    assert first["result"]["task"]["created_by"] == "sofia"
+    assert first["result"]["task"]["created_by"] == "agent:sofia"
     assert second["result"] == first["result"] and second["idempotent_replay"] is True
+
+
+def test_an_agent_outside_the_allowlist_cannot_create_tasks(local_stack):
+    body = {"tool_id": "task.create", "agent_id": "agent:intruder", "microdao_id": "microdao:42",
+            "args": {"microdao_id": "microdao:42", "project_id": "demo-proj-1", "title": "Sneaky"}}  # fmt: skip
+    out = call(local_stack, body)
+    assert out["error"]["code"] == "permission_denied"
+    response = httpx.get(
+        f"{local_stack.toolcore}/internal/tools",
+        params={"agent_id": "agent:intruder", "microdao_id": "microdao:42"},
+        headers=HEADERS,
+        timeout=30,
+    )
+    assert {t["id"] for t in response.json()["tools"]} == {"time.now"}
 
 
 def test_listing_in_openai_format_through_the_gateway(local_stack):
     response = httpx.get(
         f"{local_stack.gateway}/internal/tools",
-        params={"agent_id": "sofia", "microdao_id": "dao-42", "format": "openai"},
+        params={"agent_id": "agent:sofia", "microdao_id": "microdao:42", "format": "openai"},
         headers=HEADERS,
         timeout=30,
     )
@@ -65,13 +79,13 @@ def test_mcp_sdk_client_through_the_stack(local_stack):
     from mcp.client.streamable_http import streamable_http_client
 
     async def work():
-        headers = {**HEADERS, "X-Agent-Id": "sofia", "X-Microdao-Id": "dao-42"}
+        headers = {**HEADERS, "X-Agent-Id": "agent:sofia", "X-Microdao-Id": "microdao:42"}
         async with (
             httpx2.AsyncClient(headers=headers, timeout=30) as http,
             Client(streamable_http_client(f"{local_stack.gateway}/mcp", http_client=http)) as client,
         ):
             tools = await client.list_tools()
-            result = await client.call_tool("projects.list", {"microdao_id": "dao-42", "status": "all"})
+            result = await client.call_tool("projects.list", {"microdao_id": "microdao:42", "status": "all"})
             return tools, result
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:

@@ -16,11 +16,8 @@ NOT_IDEMPOTENT = {"read_only": False, "destructive": False, "idempotent": False}
 
 @pytest.fixture
 def toolcore_aws(aws):
-    from toolcore import service as service_module
-
-    service_module.reset_runners()  # the runners hold a client for the previous endpoint
-    yield aws
-    service_module.reset_runners()
+    """moto's server; each test's service builds its own idempotency store (no runner outlives it)."""
+    return aws
 
 
 @pytest.fixture
@@ -97,12 +94,10 @@ def test_non_idempotent_call_with_a_key_fails_closed_without_a_store(serve_with,
 def test_unreachable_store_fails_closed_without_executing(counting, call_tool, monkeypatch):
     from daarion_common import aws as aws_clients
     from daarion_common.settings import get_settings
-    from toolcore import service as service_module
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     get_settings.cache_clear()
     aws_clients.reset_clients()
-    service_module.reset_runners()
     out = call_tool("t.create", {}, idempotency_key="key-6")
     assert out["error"]["code"] == "internal" and "not called" in out["error"]["message"]
     assert counting.hits["/count"] == 0
