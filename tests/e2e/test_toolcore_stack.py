@@ -12,6 +12,9 @@ import httpx
 import httpx2
 import pytest
 
+from daarion_common.events import ToolCallEvent
+from devstack.launcher import wait_for
+
 pytestmark = pytest.mark.slow
 
 HEADERS = {"X-Internal-Secret": "dev-secret-token"}
@@ -93,3 +96,34 @@ def test_mcp_sdk_client_through_the_stack(local_stack):
     assert "projects.list" in {t.name for t in tools.tools}
     assert result.is_error is False
     assert len(result.structured_content["projects"]) == 3
+
+
+HAS_REPLAY_FIELD = "replay" in ToolCallEvent.model_fields
+
+
+@pytest.mark.skipif(
+    not HAS_REPLAY_FIELD, reason="waiting for the money issue (#11): ToolCallEvent.replay and the ledger's tool_replays"
+)
+def test_a_replay_is_counted_once_in_the_usage_api(local_stack):
+    """One logical task.create sent twice with one idempotency key: the usage API shows one tool call
+    (and one replay), through Toolcore -> usage queue -> recorder -> DynamoDB -> the usage API."""
+    dao = f"microdao:replay-{uuid.uuid4().hex[:8]}"
+    body = {"tool_id": "task.create", "agent_id": "agent:sofia", "microdao_id": dao,
+            "args": {"microdao_id": dao, "project_id": "demo-proj-1", "title": "Once"},
+            "idempotency_key": f"e2e-{uuid.uuid4().hex}"}  # fmt: skip
+    first, second = call(local_stack, body), call(local_stack, body)
+    assert first["ok"] is True and second["idempotent_replay"] is True
+
+    def usage() -> dict | None:
+        answer = httpx.get(
+            f"{local_stack.llm_proxy}/internal/llm/usage",
+            params={"microdao_id": dao, "kind": "tool", "group_by": "model"},
+            headers=HEADERS,
+            timeout=10,
+        ).json()
+        totals = answer["totals"]
+        return answer if totals.get("tool_calls", 0) + totals.get("tool_replays", 0) >= 2 else None
+
+    answer = wait_for(usage, 60, "both events to reach the usage ledger")
+    assert answer["totals"]["tool_calls"] == 1 and answer["totals"]["tool_replays"] == 1
+    assert [s["tool_calls"] for s in answer["series"]] == [1]  # one series: tool:task.create

@@ -150,3 +150,18 @@ def test_every_call_emits_an_audit_event_read_back_from_the_queue(serve_with, to
     assert all(json.dumps(b) for b in bodies)
     # the target's answer and the args are not in the audit trail
     assert "echo" not in json.dumps([e.model_dump(mode="json") for e in events])
+
+
+@pytest.mark.skipif(
+    "replay" not in ToolCallEvent.model_fields,
+    reason="waiting for the money issue (#11): ToolCallEvent gains replay/attempts/truncated",
+)
+def test_a_replay_is_audited_as_a_replay_read_back_from_the_queue(counting, call_tool, toolcore_aws):
+    channel = f"chan-{uuid.uuid4().hex}"
+    key = f"key-{uuid.uuid4().hex}"
+    first = call_tool("t.create", {}, idempotency_key=key, context={"channel_id": channel})
+    second = call_tool("t.create", {}, idempotency_key=key, context={"channel_id": channel})
+    assert second["idempotent_replay"] is True and second["result"] == first["result"]
+    events = drain(toolcore_aws, channel, 2)
+    assert sorted((e.replay, e.attempts) for e in events) == [(False, 1), (True, 0)]  # type: ignore[attr-defined]
+    assert counting.hits["/count"] == 1
