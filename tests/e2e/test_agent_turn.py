@@ -42,8 +42,8 @@ CALL_TASK = "[[call task.create]]"
 TOOL_DAO = "microdao:e2e"  # the microDAO the scripted model's tool calls name (Toolcore checks it is the caller's)
 DAO_MARK = re.compile(r"\[\[dao (\S+)\]\]")  # "[[dao microdao:x]]" in a message: the tool calls name that one
 # The shipped registry lets only named agents read projects (agent:sofia, agent:pm, agent:cto): tests whose
-# turn uses a tool run as agent:sofia. The others keep an agent of their own, so the proxy's per-agent
-# limit (10 calls a minute) is not shared by the whole module.
+# turn uses a tool run as agent:sofia (7 model calls in this stack). The others keep an agent of their
+# own, so the proxy's per-agent limit (10 calls a minute) is not shared by the whole module.
 SOFIA_ID = "agent:sofia"
 
 
@@ -175,7 +175,8 @@ def test_a_tool_call_from_the_model_runs_in_toolcore_and_the_answer_uses_it(stac
 
 
 def test_a_tool_the_agent_may_not_call_is_refused_and_traced(stack, model):
-    result = turn(stack, sofia(context_tools=()), f"Create a task {CALL_TASK}", dao=TOOL_DAO)
+    # agent:sofia may create tasks in the registry, but this blueprint does not let her: the turn refuses
+    result = turn(stack, sofia(agent_id=SOFIA_ID, context_tools=()), f"Create a task {CALL_TASK}", dao=TOOL_DAO)
     refused = steps(result, "tool:task.create")
     assert refused and refused[0].status == "refused" and "permission_denied" in refused[0].error
     tool_message = next(m for m in model.chat_requests()[-1].body["messages"] if m["role"] == "tool")
