@@ -127,3 +127,24 @@ def test_a_replay_is_counted_once_in_the_usage_api(local_stack):
     answer = wait_for(usage, 60, "both events to reach the usage ledger")
     assert answer["totals"]["tool_calls"] == 1 and answer["totals"]["tool_replays"] == 1
     assert [s["tool_calls"] for s in answer["series"]] == [1]  # one series: tool:task.create
+
+
+def test_the_demo_shows_sofia_using_projects_list_and_per_agent_mcp_listings(local_stack, capsys, monkeypatch):
+    """What `make demo` prints, on the shared stack: each agent's MCP listing holds only what it may call,
+    and Sofia's turn (agent:sofia in microdao:7) reads projects.list."""
+    from ops import demo
+
+    lines = demo.mcp_listings(local_stack.toolcore, "dev-secret-token")
+    listed = {line.split()[0]: line.split(maxsplit=1)[1] for line in lines[2:]}
+    assert listed == {
+        "agent:sofia": "projects.list, task.create, followup.create, time.now",
+        "agent:cto": "projects.list, time.now",
+        "agent:guest": "time.now",
+    }
+    monkeypatch.setattr(demo, "QUESTIONS", demo.QUESTIONS[:1])  # one turn is enough here
+    (result,) = asyncio.run(
+        demo.run(local_stack.llm_proxy, local_stack.memory, local_stack.toolcore, "dev-secret-token")
+    )
+    projects = [s for s in result.trace if s.name == "tool:projects.list"]
+    assert projects and projects[0].status == "ok", result.trace
+    assert "tool:projects.list     ok" in capsys.readouterr().out
