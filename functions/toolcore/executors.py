@@ -99,10 +99,9 @@ class HttpExecutor:
         secret_headers: dict[str, str] | None = None,
         redact: list[str] | None = None,
     ) -> Outcome:
-        return run_http(
-            tool, args, context, allowlist=self.allowlist, resolver=self.resolver, secret_headers=secret_headers,
-            redact=redact, clients=self,
-        )  # fmt: skip
+        """POST ``{args, context}`` to the tool's target. ``redact``: secret values to cut out of the answer
+        (a target that echoes its Authorization header must not hand the token to the agent)."""
+        return _post(self, tool, args, context, secret_headers=secret_headers, redact=redact)
 
 
 def _new_client() -> httpx.Client:
@@ -129,24 +128,16 @@ def _redact(body: bytes, secret_values: list[str]) -> bytes:
     return body
 
 
-def run_http(
+def _post(
+    clients: HttpExecutor,
     tool: Tool,
     args: dict[str, Any],
     context: dict[str, Any],
     *,
-    allowlist: Allowlist,
-    resolver: Resolver = system_resolver,
-    secret_headers: dict[str, str] | None = None,
-    redact: list[str] | None = None,
-    clients: HttpExecutor | None = None,
+    secret_headers: dict[str, str] | None,
+    redact: list[str] | None,
 ) -> Outcome:
-    """POST ``{args, context}`` to the tool's target. ``redact``: secret values to cut out of the answer
-    (a target that echoes its Authorization header must not hand the token to the agent). ``clients``:
-    whose per-host-name connection pools to use (a throw-away one if None)."""
     import httpx
-
-    if clients is None:
-        clients = HttpExecutor(allowlist=allowlist, resolver=resolver)
 
     # Parsed here, not by httpx: legacy spellings (0177.0.0.1) must reach the check, not a parser error.
     parts = urlsplit(tool.target)
@@ -156,7 +147,7 @@ def run_http(
     except ValueError:
         return Outcome.fail("upstream_error", "the tool's target URL has an invalid port")
     try:
-        address = check_target(host, port, allowlist=allowlist, resolver=resolver)
+        address = check_target(host, port, allowlist=clients.allowlist, resolver=clients.resolver)
     except TargetRefused as exc:
         return Outcome.fail("upstream_error", str(exc))
     # Connect to the checked address, never to a second DNS answer for the name.
