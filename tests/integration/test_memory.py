@@ -278,18 +278,60 @@ def test_unreachable_database_is_503_and_writes_nothing(memory_api, memory_db, m
     assert [r[0] for r in rows(memory_db, "SELECT text FROM memories")] == ["before"]
 
 
-def test_a_connection_lost_mid_flight_is_503_then_recovers(memory_api, memory_db):
-    store(memory_api, "warm the connection")
-    from daarion_common import db
+def test_a_connection_the_server_closed_is_retried_once_transparently(memory_api, memory_db):
+    from memory import service
 
-    pid = db.get_connection().info.backend_pid
+    store(memory_api, "warm the connection")
+    database = service.current().db
+    for round_ in range(2):  # every time the server drops the idle connection, the next request still succeeds
+        pid = database.connection().info.backend_pid
+        with psycopg.connect(memory_db, autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+        r = memory_api.store(agent_id=AGENT, microdao_id=DAO, kind="task", content=f"after the drop {round_}")
+        assert r.status == 200, r.body
+        assert database.connection().info.backend_pid != pid
+        assert database.reconnects == round_ + 1
+    q = memory_api.query(agent_id=AGENT, microdao_id=DAO, query="after the drop", limit=5)
+    assert q.status == 200 and len(q.body["items"]) == 3
+    assert rows(memory_db, "SELECT count(*) FROM memories WHERE text LIKE 'after the drop%%'")[0][0] == 2
+
+
+def test_a_closed_connection_whose_retry_fails_too_is_503_and_writes_nothing(
+    memory_api, memory_db, monkeypatch, tmp_path
+):
+    from daarion_common.settings import get_settings
+    from memory import service
+
+    store(memory_api, "warm the connection")
+    pid = service.current().db.connection().info.backend_pid
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@/postgres?host={tmp_path}&port=1")  # and it is gone
+    get_settings.cache_clear()
     with psycopg.connect(memory_db, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     r = memory_api.store(agent_id=AGENT, microdao_id=DAO, kind="task", content="lost write")
-    assert r.status == 503 and "nothing was written" in r.body["error"]["message"]
+    assert r.status == 503 and r.body["error"]["code"] == "database_unavailable"
+    assert "nothing was written" in r.body["error"]["message"]
+    monkeypatch.setenv("DATABASE_URL", memory_db)
+    get_settings.cache_clear()
     r = memory_api.store(agent_id=AGENT, microdao_id=DAO, kind="task", content="lost write")
     assert r.status == 200  # the next call reconnects
     assert rows(memory_db, "SELECT count(*) FROM memories WHERE text = 'lost write'")[0][0] == 1
+
+
+def test_a_stalled_database_is_503_within_the_statement_timeout(memory_api, memory_db, monkeypatch):
+    monkeypatch.setenv("MEMORY_DB_STATEMENT_TIMEOUT_MS", "500")
+    reset_memory_state()
+    store(memory_api, "the table exists and the connection is warm")
+    with psycopg.connect(memory_db) as holder:  # another session holds the table: every statement waits
+        holder.execute("LOCK TABLE memories IN ACCESS EXCLUSIVE MODE")
+        q = memory_api.query(agent_id=AGENT, microdao_id=DAO, query="anything", limit=3)
+        s = memory_api.store(agent_id=AGENT, microdao_id=DAO, kind="task", content="while stalled")
+        holder.rollback()
+    assert q.status == 503 and q.body["error"]["code"] == "database_timeout", q.body
+    assert s.status == 503 and s.body["error"]["code"] == "database_timeout", s.body
+    # the connection survives a statement timeout: the next request is answered on it
+    assert memory_api.query(agent_id=AGENT, microdao_id=DAO, query="warm", limit=3).status == 200
+    assert rows(memory_db, "SELECT count(*) FROM memories WHERE text = 'while stalled'")[0][0] == 0
 
 
 def test_dimension_mismatch_is_a_clear_error(memory_api, memory_db, monkeypatch):
@@ -430,12 +472,9 @@ class ProxyStub:
 def proxy_stub(monkeypatch) -> Iterator[ProxyStub]:
     stub = ProxyStub()
     monkeypatch.setenv("LLM_PROXY_URL", stub.url)
-    from daarion_common.memory.config import get_memory_settings
-
-    get_memory_settings.cache_clear()
+    reset_memory_state()
     yield stub
     stub.close()
-    get_memory_settings.cache_clear()
 
 
 def test_summarize_goes_through_the_llm_proxy_and_stores_a_mid_term_memory(memory_api, memory_db, proxy_stub):
@@ -489,7 +528,9 @@ def test_a_summary_the_proxy_returns_with_a_nul_is_not_stored(memory_api, memory
     from memory import service
 
     store(memory_api, {"user_message": "Move the call to Thursday", "agent_reply": "Moved."})
-    monkeypatch.setattr(service, "call_llm_proxy", lambda **_: "a summary\x00with a NUL")
+    from daarion_common.memory.llm import ProxyReply
+
+    monkeypatch.setattr(service, "call_llm_proxy", lambda *_, **__: ProxyReply("a summary\x00with a NUL", "stub"))
     r = memory_api.call("POST", "/internal/agent-memory/summarize",
                         {"agent_id": AGENT, "microdao_id": DAO, "channel_id": CHANNEL})  # fmt: skip
     assert r.status == 502 and r.body["error"]["code"] == "llm_proxy_error"
