@@ -546,3 +546,74 @@ def test_query_items_carry_a_callers_odd_meta_without_breaking_the_answer(memory
     item = q.body["items"][0]
     assert item["meta"]["source"] == "task" and item["meta"]["agent_id"] == AGENT and item["meta"]["k"] == "v"
     assert q.body["results"] == q.body["items"]
+
+
+# ----------------------------------------------------------------------------- de-duplication never loses a memory
+def test_a_duplicate_at_a_longer_lived_tier_promotes_the_row(memory_api, memory_db):
+    text = "Oksana prefers calls after 15:00"
+    first = memory_api.store(agent_id=AGENT, microdao_id=DAO, channel_id=CHANNEL, kind="conversation", content=text)
+    assert first.body["tier"] == "short" and first.body["expires_at"] is not None
+    assert first.body["duplicate"] is False and first.body["promoted"] is False
+    kept = memory_api.store(
+        agent_id=AGENT, microdao_id=DAO, channel_id=CHANNEL, kind="conversation", content=text, tier="mid"
+    )
+    assert kept.status == 200, kept.body
+    assert kept.body["id"] == first.body["id"]
+    assert (kept.body["duplicate"], kept.body["promoted"], kept.body["tier"], kept.body["expires_at"]) == (
+        True, True, "mid", None,
+    )  # fmt: skip
+    assert rows(memory_db, "SELECT tier, expires_at FROM memories WHERE id = %s", first.body["id"]) == [("mid", None)]
+    # a store asking for less never demotes nor shortens
+    again = memory_api.store(agent_id=AGENT, microdao_id=DAO, channel_id=CHANNEL, kind="conversation", content=text)
+    assert (again.body["duplicate"], again.body["promoted"], again.body["tier"]) == (True, False, "mid")
+    assert rows(memory_db, "SELECT tier, expires_at FROM memories WHERE id = %s", first.body["id"]) == [("mid", None)]
+    assert rows(memory_db, "SELECT count(*) FROM memories")[0][0] == 1
+
+
+def test_a_duplicate_with_a_longer_ttl_extends_the_expiry_and_a_shorter_one_does_not(memory_api, memory_db):
+    body = {"agent_id": AGENT, "microdao_id": DAO, "kind": "task", "content": "Renew the domain"}
+    short = memory_api.store(**body, ttl_seconds=3600)
+    longer = memory_api.store(**body, ttl_seconds=7 * 86400)
+    assert longer.body["promoted"] is True and longer.body["expires_at"] > short.body["expires_at"]
+    shorter = memory_api.store(**body, ttl_seconds=60)
+    assert shorter.body["promoted"] is False and shorter.body["expires_at"] == longer.body["expires_at"]
+    kept = memory_api.store(**body)  # a mid-term task without ttl: kept for good
+    assert kept.body["promoted"] is True and kept.body["expires_at"] is None and kept.body["id"] == short.body["id"]
+
+
+def test_an_expired_row_not_yet_swept_is_not_resurrected(memory_api, memory_db):
+    content = {"user_message": "The wifi password is on the fridge", "agent_reply": "Noted."}
+    old = store(memory_api, content)
+    with psycopg.connect(memory_db, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE memories SET created_at = now() - interval '8 days', expires_at = now() - interval '1 day', "
+            "meta = meta || '{\"old\": true}' WHERE id = %s",
+            (old,),
+        )
+    r = memory_api.store(agent_id=AGENT, microdao_id=DAO, channel_id=CHANNEL, kind="conversation", content=content)
+    assert r.status == 200, r.body
+    assert r.body["duplicate"] is False and r.body["id"] != old  # a new memory, not the old one back
+    got = rows(memory_db, "SELECT id::text, meta ? 'old', created_at > now() - interval '1 minute', "
+                          "expires_at > now() + interval '6 days' FROM memories")  # fmt: skip
+    assert got == [(r.body["id"], False, True, True)]
+
+
+def test_a_document_whose_id_has_slashes_is_deleted_by_query_parameter(memory_api, memory_db):
+    document_id = "handbook/2026/payments.md"
+    body = {"microdao_id": DAO, "document_id": document_id, "title": "Payments", "markdown": "# Payments\n\nUSDC."}
+    assert memory_api.call("POST", "/internal/agent-memory/kb/documents", body).status == 200
+    other = {**body, "document_id": "handbook/2026/other.md"}
+    assert memory_api.call("POST", "/internal/agent-memory/kb/documents", other).status == 200
+    where = {"microdao_id": DAO, "document_id": document_id}
+    assert (
+        memory_api.call("DELETE", "/internal/agent-memory/kb/documents", params={**where, "microdao_id": "x"}).status
+        == 404
+    )
+    gone = memory_api.call("DELETE", "/internal/agent-memory/kb/documents", params=where)
+    assert gone.status == 200, gone.body
+    assert gone.body == {"ok": True, "document_id": document_id, "deleted_chunks": 1}
+    assert memory_api.call("DELETE", "/internal/agent-memory/kb/documents", params=where).status == 404
+    listed = memory_api.call("GET", "/internal/agent-memory/kb/documents", params={"microdao_id": DAO})
+    assert [d["document_id"] for d in listed.body["documents"]] == ["handbook/2026/other.md"]
+    missing = memory_api.call("DELETE", "/internal/agent-memory/kb/documents", params={"microdao_id": DAO})
+    assert missing.status == 422 and missing.body["error"]["fields"][0]["field"] == "query.document_id"
