@@ -102,6 +102,7 @@ def _later(a: datetime | None, b: datetime | None) -> datetime | None:
 _STORE_KEY = """microdao_id = %(dao)s AND agent_id IS NOT DISTINCT FROM %(agent)s
    AND channel_id IS NOT DISTINCT FROM %(channel)s AND kind = %(kind)s AND content_hash = %(hash)s
    AND document_id IS NULL"""
+_DELETE_EXPIRED_DUPLICATE = f"DELETE FROM memories WHERE {_STORE_KEY} AND expires_at <= now()"  # noqa: S608
 
 
 def _promote_duplicate(
@@ -197,7 +198,7 @@ class MemoryService:
         if self._inline_embedding():  # outside any transaction: no lock is held while the model runs
             mode = self.modes.of(req.kind)
             try:
-                source = embedding_text(text, req.content if isinstance(req.content, dict) else None)
+                source = embedding_text(text, req.content if isinstance(req.content, dict) else None, mode)
                 embedding = self.embedder.embed([source], mode, (req.agent_id, req.microdao_id))[0]
                 model = self.embedder.model
             except EmbeddingUnavailable as exc:  # stored now, embedded by the indexer later
@@ -214,10 +215,8 @@ class MemoryService:
 
         def insert(conn: psycopg.Connection[Any]) -> StoreResponse | dict[str, Any]:
             with conn.transaction():
-                conn.execute(  # an expired row of the same scope is gone, not resurrected with its old dates
-                    f"DELETE FROM memories WHERE {_STORE_KEY} AND expires_at <= now()",
-                    key,  # noqa: S608
-                )
+                # an expired row of the same scope is gone, not resurrected with its old dates
+                conn.execute(_DELETE_EXPIRED_DUPLICATE, key)
                 row = _one(
                     conn,
                     """INSERT INTO memories (tier, kind, microdao_id, agent_id, channel_id, text, content, meta,

@@ -26,7 +26,6 @@ from daarion_common.memory import indexing
 from daarion_common.memory.config import MemorySettings
 from daarion_common.memory.database import column_dimension
 from daarion_common.memory.embeddings import build_embedder, query_mode_kinds
-from daarion_common.memory.text import embedding_text
 
 HNSW_INDEX = (
     "CREATE INDEX IF NOT EXISTS memories_embedding_hnsw ON memories "
@@ -84,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 (last, size),
             ).fetchall()
         ):
-            pending = [indexing.Pending(i, embedding_text(t, c), k, d) for i, t, c, k, d in rows]
+            pending = [indexing.Pending(i, t, c, k, d) for i, t, c, k, d in rows]
             ids, vectors, row_modes = indexing.embed_rows(pending, modes)
             conn.execute(
                 """UPDATE memories AS m SET embedding = v.embedding, embedding_model = %s, embedding_mode = v.mode

@@ -54,6 +54,7 @@ class Modes:
 class Pending:
     id: str
     text: str
+    content: dict[str, Any] | None
     kind: str
     microdao_id: str
 
@@ -94,7 +95,7 @@ def pending(
 
     with conn.cursor(row_factory=dict_row) as cur:
         return [
-            Pending(r["id"], embedding_text(r["text"], r["content"]), r["kind"], r["microdao_id"])
+            Pending(r["id"], r["text"], r["content"], r["kind"], r["microdao_id"])
             for r in cur.execute(sql, params).fetchall()
         ]
 
@@ -127,7 +128,8 @@ def embed_rows(rows: list[Pending], modes: Modes) -> tuple[list[str], list[Any],
     vectors: list[Any] = []
     mode_list: list[str] = []
     for (mode, microdao_id), group in groups.items():
-        embedded = modes.embedder.embed([r.text for r in group], mode, (INDEXER_AGENT_ID, microdao_id))  # type: ignore[arg-type]
+        texts = [embedding_text(r.text, r.content, mode) for r in group]
+        embedded = modes.embedder.embed(texts, mode, (INDEXER_AGENT_ID, microdao_id))  # type: ignore[arg-type]
         ids.extend(r.id for r in group)
         vectors.extend(embedded)
         mode_list.extend([mode] * len(group))

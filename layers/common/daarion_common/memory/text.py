@@ -45,9 +45,10 @@ def render(content: dict[str, Any] | str, *, labels: bool = True) -> str:
     return "\n".join(lines).strip()
 
 
-def embedding_text(text: str, content: dict[str, Any] | None) -> str:
-    """What is embedded for a row: its content without labels when it has a content object, else its text."""
-    if isinstance(content, dict):
+def embedding_text(text: str, content: dict[str, Any] | None, mode: str) -> str:
+    """What is embedded for a row. In E5's symmetric (query) mode an exchange is embedded without its
+    labels, as a paraphrase would be written (measured: README, "Embeddings"); otherwise its text."""
+    if mode == "query" and isinstance(content, dict):
         plain = render(content, labels=False)
         if plain:
             return plain
