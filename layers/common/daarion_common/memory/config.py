@@ -37,9 +37,10 @@ class MemorySettings(BaseSettings):
     memory_short_term_retention_hours: float = Field(default=168.0, gt=0)
     memory_max_text_chars: int = Field(default=32_000, ge=100)
     # The database: connect and statement timeouts (a stalled database is a 503 well inside the 30 s
-    # API Gateway cut: connect + statement + one retry < 30 s; tests/unit/test_memory_bounds.py).
-    memory_db_connect_timeout_seconds: int = Field(default=5, ge=1, le=10)
-    memory_db_statement_timeout_ms: int = Field(default=8_000, ge=100, le=10_000)
+    # API Gateway cut: 2 x (connect + statement), the one retry included, <= 30 s at the ceilings;
+    # tests/unit/test_memory_bounds.py).
+    memory_db_connect_timeout_seconds: int = Field(default=5, ge=1, le=5)
+    memory_db_statement_timeout_ms: int = Field(default=8_000, ge=100, le=9_000)
     # Retrieval.
     memory_hnsw_ef_search: int = Field(default=200, ge=10, le=1000)
     memory_hnsw_max_scan_tuples: int = Field(default=20_000, ge=1000)
