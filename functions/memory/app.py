@@ -1,7 +1,7 @@
 """Memory Orchestrator HTTP function: FastAPI app and its Lambda handler.
 
-Heavy work (the database connection, the embedding model) is created on first use and kept for the
-container's life; importing this module stays cheap. Every route declares its answer
+The service (its database connection and embedder) is built on first use and kept for the container's
+life (``memory.service.current``); importing this module stays cheap. Every route declares its answer
 (``response_model``) and each error it can return (``responses``) from ``daarion_contracts.memory``.
 """
 
@@ -44,12 +44,12 @@ MicrodaoId = Annotated[Identifier, Query(description="The microDAO the memory or
 
 @app.post(contract.QUERY_PATH, response_model=QueryResponse, responses=route_errors(400, 401, 422, 500, 503))
 def query(request: QueryRequest) -> QueryResponse:
-    return service.query(request)
+    return service.current().query(request)
 
 
 @app.post(contract.STORE_PATH, response_model=StoreResponse, responses=route_errors(400, 401, 422, 500, 503))
 def store(request: StoreRequest) -> StoreResponse:
-    return service.store(request)
+    return service.current().store(request)
 
 
 @app.post(
@@ -64,17 +64,17 @@ def store(request: StoreRequest) -> StoreResponse:
     ),
 )  # fmt: skip
 def summarize(request: SummarizeRequest) -> SummarizeResponse:
-    return service.summarize(request)
+    return service.current().summarize(request)
 
 
 @app.post(contract.FORGET_PATH, response_model=ForgetResponse, responses=route_errors(400, 401, 422, 500, 503))
 def forget(request: ForgetRequest) -> ForgetResponse:
-    return service.forget_scope(request)
+    return service.current().forget_scope(request)
 
 
 @app.post(contract.DOCUMENTS_PATH, response_model=DocumentResponse, responses=route_errors(400, 401, 422, 500, 503))
 def add_document(request: DocumentRequest) -> DocumentResponse:
-    return service.ingest_document(request)
+    return service.current().ingest_document(request)
 
 
 @app.get(contract.DOCUMENTS_PATH, response_model=DocumentList, responses=route_errors(401, 422, 500, 503))
@@ -83,7 +83,20 @@ def list_documents(
     limit: Annotated[int, Query(ge=1, le=contract.MAX_LIST_LIMIT)] = 100,
     offset: Annotated[int, Query(ge=0, le=contract.MAX_LIST_OFFSET)] = 0,
 ) -> DocumentList:
-    return service.list_documents(microdao_id, limit, offset)
+    return service.current().list_documents(microdao_id, limit, offset)
+
+
+@app.delete(contract.DOCUMENTS_PATH, response_model=DocumentDeleted, responses=route_errors(401, 404, 422, 500, 503))
+def delete_document_by_query(
+    microdao_id: MicrodaoId,
+    document_id: Annotated[
+        Identifier,
+        Query(description="The document's id (`document_id` when it was added); any id, `/` included."),
+    ],
+) -> DocumentDeleted:
+    """Delete a document by its id in the query string: ids with `/` (S3 keys of nested folders) need no
+    path encoding, which gateways do not all decode the same way."""
+    return service.current().delete_document(microdao_id, document_id)
 
 
 @app.delete(contract.DOCUMENT_PATH, response_model=DocumentDeleted, responses=route_errors(401, 404, 422, 500, 503))
@@ -91,7 +104,7 @@ def delete_document(
     document_id: Annotated[Identifier, Path(description="The document's id (`document_id` when it was added).")],
     microdao_id: MicrodaoId,
 ) -> DocumentDeleted:
-    return service.delete_document(microdao_id, document_id)
+    return service.current().delete_document(microdao_id, document_id)
 
 
 @app.delete(contract.MEMORY_PATH, response_model=ForgetResponse, responses=route_errors(401, 404, 422, 500, 503))
@@ -99,7 +112,7 @@ def forget_memory(
     memory_id: Annotated[UUID, Path(description="The memory's id, as `store` returned it.")],
     microdao_id: MicrodaoId,
 ) -> ForgetResponse:
-    return service.forget_one(str(memory_id), microdao_id)
+    return service.current().forget_one(str(memory_id), microdao_id)
 
 
 handler = lambda_handler(app)

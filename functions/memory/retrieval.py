@@ -1,6 +1,8 @@
 """Hybrid retrieval: pgvector HNSW (iterative index scans, so scope filters never starve the result)
 and full text, fused by reciprocal rank, plus the channel's latest messages and a recency boost for
-conversation memories. Every leg carries the same scope predicate: one microDAO, never another.
+conversation memories. Every leg, and the fetch of the rows behind the candidates, carries the same
+visibility predicate (``daarion_common.memory.visibility.VISIBLE_SQL``): one microDAO, and in it only
+what the rule lets this agent see in this channel.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from daarion_common.memory.visibility import VISIBLE_SQL
+
 if TYPE_CHECKING:
     import numpy as np
     import psycopg
 
-# Scope: the agent's own memories, its microDAO's knowledge base, the channel's context.
-SCOPE_SQL = """m.microdao_id = %(dao)s
-   AND (m.agent_id = %(agent)s OR m.tier = 'long' OR (m.channel_id IS NOT NULL AND m.channel_id = %(channel)s))
-   AND (m.expires_at IS NULL OR m.expires_at > now())
+# Scope: what the rule lets the agent see (its own memories, the knowledge base, the channel's shared
+# context), narrowed to the kinds asked for.
+SCOPE_SQL = f"""{VISIBLE_SQL}
    AND (%(kinds)s::text[] IS NULL OR m.kind = ANY(%(kinds)s::text[]))"""
 
 # relaxed_order returns candidates slightly out of order: materialise, then order exactly.
@@ -41,18 +44,16 @@ SELECT m.id::text AS id,
  ORDER BY matched DESC, rank DESC, m.created_at DESC
  LIMIT %(k)s"""  # noqa: S608
 
-CHANNEL_SQL = """
+CHANNEL_SQL = f"""
 SELECT m.id::text AS id FROM memories m
- WHERE m.microdao_id = %(dao)s AND m.channel_id = %(channel)s
-   AND (m.expires_at IS NULL OR m.expires_at > now())
-   AND (%(kinds)s::text[] IS NULL OR m.kind = ANY(%(kinds)s::text[]))
+ WHERE {SCOPE_SQL} AND m.channel_id = %(channel)s
  ORDER BY m.created_at DESC
- LIMIT %(n)s"""
+ LIMIT %(n)s"""  # noqa: S608
 
-ROWS_SQL = """
-SELECT id::text AS id, kind, tier, agent_id, channel_id, text, content, meta, created_at,
-       document_id IS NOT NULL AS is_chunk
-  FROM memories WHERE id = ANY(%(ids)s::uuid[]) AND microdao_id = %(dao)s"""
+ROWS_SQL = f"""
+SELECT m.id::text AS id, m.kind, m.tier, m.agent_id, m.channel_id, m.text, m.content, m.meta, m.created_at,
+       m.document_id IS NOT NULL AS is_chunk
+  FROM memories m WHERE m.id = ANY(%(ids)s::uuid[]) AND {VISIBLE_SQL}"""  # noqa: S608
 
 
 @dataclass(frozen=True)
@@ -71,14 +72,14 @@ class MemoryRow:
     is_chunk: bool
 
 
-def fetch_rows(conn: psycopg.Connection[Any], ids: list[str], microdao_id: str) -> list[MemoryRow]:
-    """The rows behind candidate ids, the microDAO checked again (isolation does not rest on one query)."""
+def fetch_rows(conn: psycopg.Connection[Any], ids: list[str], scope: Scope) -> list[MemoryRow]:
+    """The rows behind candidate ids, visibility checked again (isolation does not rest on one query)."""
     from psycopg.rows import class_row
 
     if not ids:
         return []
     with conn.cursor(row_factory=class_row(MemoryRow)) as cur:
-        return cur.execute(ROWS_SQL, {"ids": ids, "dao": microdao_id}).fetchall()
+        return cur.execute(ROWS_SQL, {**scope.params(), "ids": ids}).fetchall()
 
 
 def _dicts(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -152,7 +153,7 @@ class Hit:
 SCOPE_SIZE_SQL = """
 SELECT (SELECT count(*) FROM (SELECT 1 FROM memories WHERE microdao_id = %(dao)s AND agent_id = %(agent)s
                               LIMIT %(cap)s) AS a)
-     + (SELECT count(*) FROM (SELECT 1 FROM memories WHERE microdao_id = %(dao)s AND tier = 'long'
+     + (SELECT count(*) FROM (SELECT 1 FROM memories WHERE microdao_id = %(dao)s AND audience = 'microdao'
                               LIMIT %(cap)s) AS l)
      + (SELECT count(*) FROM (SELECT 1 FROM memories WHERE microdao_id = %(dao)s AND channel_id = %(channel)s
                               LIMIT %(cap)s) AS c) AS size"""

@@ -9,12 +9,19 @@
   still pending is re-enqueued as a fresh message (same ids, same document): the rest is embedded by
   the next invocations, and documents queued behind it are not blocked. Should the re-enqueue fail, the
   record is reported as failed and SQS redelivers it.
-- Schedule (``{"task": "sweep"}``): delete expired memories, embed whatever is still missing an
-  embedding (as time allows), and sync knowledge-base documents from the S3 prefix by ETag.
+- Schedule (``{"task": "sweep"}``): consolidate channels' shared conversations about to expire into
+  mid-term channel summaries (``consolidation``), delete expired memories, embed whatever is still
+  missing an embedding or was embedded in another mode than its kind's (as time allows), and sync
+  knowledge-base documents from the S3 prefix by ETag.
+
+:class:`Indexer` is built once per container from its parts (database, embedder, settings); a test
+builds one with other parts (:func:`use`).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +30,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from daarion_common.events import IndexRequest
 from daarion_common.memory import indexing
-from daarion_common.memory.database import connection, unavailable_as_503
-from daarion_common.memory.embeddings import get_embedder
+from daarion_common.memory.config import MemorySettings
+from daarion_common.memory.database import Database
+from daarion_common.memory.embeddings import Embedder, build_embedder, query_mode_kinds
 from daarion_common.observability import MetricUnit, logger, metrics
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -55,46 +63,6 @@ class Budget:
             self.rows -= rows
 
 
-def embed_within(budget: Budget, *, ids: list[str] | None = None, documents: list[str] | None = None) -> int:
-    """Embed pending rows (all of them, or those of ``ids``/``documents``) step by step while the budget allows."""
-    embedder = get_embedder()
-    conn = connection(embedder)
-    written = 0
-    while size := budget.step():
-        with unavailable_as_503(conn):
-            rows = indexing.pending(conn, embedder.model, ids=ids, document_ids=documents, limit=size)
-            if not rows:
-                break
-            vectors = embedder.embed_passages([text for _, text in rows])
-            written += indexing.write_embeddings(conn, embedder.model, [i for i, _ in rows], vectors)
-        budget.spend(len(rows))
-        if len(rows) < size:
-            break
-    return written
-
-
-def has_pending(request: IndexRequest) -> bool:
-    embedder = get_embedder()
-    conn = connection(embedder)
-    docs = [request.document_id] if request.document_id else []
-    with unavailable_as_503(conn):
-        return bool(indexing.pending(conn, embedder.model, ids=request.memory_ids, document_ids=docs, limit=1))
-
-
-def continue_later(request: IndexRequest) -> bool:
-    """Re-enqueue what is left of a request as a new message; False when there is no queue (the sweep will)."""
-    from daarion_common.settings import get_settings
-
-    queue_url = get_settings().index_queue_url
-    if not queue_url:
-        return False
-    from daarion_common.aws import client
-
-    rest = IndexRequest(memory_ids=list(request.memory_ids), document_id=request.document_id)
-    client("sqs").send_message(QueueUrl=queue_url, MessageBody=rest.model_dump_json())  # raises: SQS redelivers
-    return True
-
-
 def _requests(event: dict[str, Any]) -> list[IndexRequest]:
     out = []
     for record in event.get("Records", []):
@@ -105,67 +73,159 @@ def _requests(event: dict[str, Any]) -> list[IndexRequest]:
     return out
 
 
-def embed_batch(requests: list[IndexRequest], budget: Budget) -> int:
-    """The fast path: the batch's rows together, a few embed calls, one UPDATE each."""
-    ids = [i for r in requests for i in r.memory_ids]
-    docs = [r.document_id for r in requests if r.document_id]
-    if not ids and not docs:
-        return 0
-    return embed_within(budget, ids=ids, documents=docs)
+class Indexer:
+    """The indexer's work over its parts: a database, an embedder, the settings and the index queue."""
+
+    def __init__(
+        self,
+        database: Database,
+        embedder: Embedder,
+        settings: MemorySettings | None = None,
+        *,
+        index_queue_url: str | None = None,
+    ) -> None:
+        self.db = database
+        self.embedder = embedder
+        self.settings = settings or MemorySettings()
+        self.index_queue_url = index_queue_url
+        self.modes = indexing.Modes(embedder, query_mode_kinds(self.settings.embedding_query_mode_kinds))
+
+    @classmethod
+    def from_environment(cls) -> Indexer:
+        from daarion_common.settings import get_settings
+
+        settings = MemorySettings()
+        embedder = build_embedder(settings)
+        database = Database(
+            embedder=embedder,
+            connect_timeout_s=settings.memory_db_connect_timeout_seconds,
+            statement_timeout_ms=settings.memory_db_statement_timeout_ms,
+        )
+        return cls(database, embedder, settings, index_queue_url=get_settings().index_queue_url)
+
+    def embed_within(self, budget: Budget, *, ids: list[str] | None = None, documents: list[str] | None = None) -> int:
+        """Embed pending rows (all of them, or those of ``ids``/``documents``) step by step while the budget allows."""
+        written = 0
+        while size := budget.step():
+            rows = self.db.run(
+                lambda conn, size=size: indexing.pending(conn, self.modes, ids=ids, document_ids=documents, limit=size)
+            )
+            if not rows:
+                break
+            row_ids, vectors, modes = indexing.embed_rows(rows, self.modes)  # no database work while the model runs
+            written += self.db.run(
+                lambda conn, row_ids=row_ids, vectors=vectors, modes=modes: indexing.write_embeddings(
+                    conn, self.embedder.model, row_ids, vectors, modes
+                )
+            )
+            budget.spend(len(rows))
+            if len(rows) < size:
+                break
+        return written
+
+    def has_pending(self, request: IndexRequest) -> bool:
+        docs = [request.document_id] if request.document_id else []
+        return bool(
+            self.db.run(
+                lambda conn: indexing.pending(conn, self.modes, ids=request.memory_ids, document_ids=docs, limit=1)
+            )
+        )
+
+    def continue_later(self, request: IndexRequest) -> bool:
+        """Re-enqueue what is left of a request as a new message; False when there is no queue (the sweep will)."""
+        if not self.index_queue_url:
+            return False
+        from daarion_common.aws import client
+
+        rest = IndexRequest(memory_ids=list(request.memory_ids), document_id=request.document_id)
+        # A failed send raises: the record is reported failed and SQS redelivers it.
+        client("sqs").send_message(QueueUrl=self.index_queue_url, MessageBody=rest.model_dump_json())
+        return True
+
+    def embed_batch(self, requests: list[IndexRequest], budget: Budget) -> int:
+        """The fast path: the batch's rows together, a few embed calls, one UPDATE each."""
+        ids = [i for r in requests for i in r.memory_ids]
+        docs = [r.document_id for r in requests if r.document_id]
+        if not ids and not docs:
+            return 0
+        return self.embed_within(budget, ids=ids, documents=docs)
+
+    def handle_request(self, request: IndexRequest, budget: Budget) -> None:
+        # After the batch pass this usually finds nothing to do; it does the work itself when that pass failed.
+        documents = [request.document_id] if request.document_id else []
+        written = self.embed_within(budget, ids=request.memory_ids, documents=documents)
+        requeued = self.has_pending(request) and self.continue_later(request)
+        logger.info(
+            "index request done",
+            extra={"event_id": request.event_id, "memory_ids": len(request.memory_ids), "written": written,
+                   "continued": requeued},
+        )  # fmt: skip
+
+    def consume(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        budget = Budget(MAX_ROWS_PER_INVOCATION, context, EMBED_STEP)
+        try:
+            written = self.embed_batch(_requests(event), budget)
+            metrics.add_metric(name="MemoriesEmbedded", unit=MetricUnit.Count, value=written)
+        except Exception as exc:  # fall back to one record at a time, reporting only the ones that fail
+            logger.warning("batch embedding failed; retrying record by record", extra={"error": repr(exc)[:300]})
+
+        def record_handler(record: SQSRecord) -> None:
+            self.handle_request(IndexRequest.model_validate_json(record.body), budget)
+
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+
+    def sweep(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        from memory_indexer.consolidation import consolidate
+
+        settings = self.settings
+        # Consolidate before deleting: a channel's conversations about to expire become its summary first.
+        time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context is not None else None
+        consolidated = consolidate(self.db, settings, time_left)
+        expired = self.db.run(indexing.delete_expired)
+        # Bounded by the clock; run by hand (no context) it embeds everything, SWEEP_BATCH rows at a time.
+        budget = Budget(None, context, EMBED_STEP if context is not None else SWEEP_BATCH)
+        embedded = self.embed_within(budget)
+        result: dict[str, Any] = {"task": "sweep", "expired": expired, "embedded": embedded,
+                                  "consolidated": consolidated.as_dict()}  # fmt: skip
+        if settings.kb_bucket:
+            from memory_indexer.s3sync import sync_bucket
+
+            result["kb"] = self.db.run(lambda conn: sync_bucket(conn, settings, settings.kb_bucket, settings.kb_prefix))
+            result["embedded"] += self.embed_within(budget)
+        metrics.add_metric(name="MemoriesExpired", unit=MetricUnit.Count, value=expired)
+        metrics.add_metric(name="MemoriesEmbedded", unit=MetricUnit.Count, value=result["embedded"])
+        metrics.add_metric(name="ChannelSummariesStored", unit=MetricUnit.Count, value=consolidated.summaries)
+        logger.info("sweep done", extra=result)
+        return result
 
 
-def handle_request(request: IndexRequest, budget: Budget) -> None:
-    # After the batch pass this usually finds nothing to do; it does the work itself when that pass failed.
-    documents = [request.document_id] if request.document_id else []
-    written = embed_within(budget, ids=request.memory_ids, documents=documents)
-    requeued = has_pending(request) and continue_later(request)
-    logger.info(
-        "index request done",
-        extra={"event_id": request.event_id, "memory_ids": len(request.memory_ids), "written": written,
-               "continued": requeued},
-    )  # fmt: skip
+# ---------------------------------------------------------------------------- the container's indexer
+_current: Indexer | None = None
 
 
-def consume(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    budget = Budget(MAX_ROWS_PER_INVOCATION, context, EMBED_STEP)
+def current() -> Indexer:
+    global _current
+    if _current is None:
+        _current = Indexer.from_environment()
+    return _current
+
+
+@contextlib.contextmanager
+def use(indexer: Indexer) -> Iterator[Indexer]:
+    """Run with ``indexer`` for the duration (tests: another database, another embedder)."""
+    global _current
+    previous, _current = _current, indexer
     try:
-        written = embed_batch(_requests(event), budget)
-        metrics.add_metric(name="MemoriesEmbedded", unit=MetricUnit.Count, value=written)
-    except Exception as exc:  # fall back to one record at a time, reporting only the ones that fail
-        logger.warning("batch embedding failed; retrying record by record", extra={"error": repr(exc)[:300]})
-
-    def record_handler(record: SQSRecord) -> None:
-        handle_request(IndexRequest.model_validate_json(record.body), budget)
-
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
-
-
-def sweep(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    embedder = get_embedder()
-    conn = connection(embedder)
-    with unavailable_as_503(conn):
-        expired = indexing.delete_expired(conn)
-    # Bounded by the clock; run by hand (no context) it embeds everything, SWEEP_BATCH rows at a time.
-    budget = Budget(None, context, EMBED_STEP if context is not None else SWEEP_BATCH)
-    embedded = embed_within(budget)
-    result: dict[str, Any] = {"task": "sweep", "expired": expired, "embedded": embedded}
-    from daarion_common.memory.config import get_memory_settings
-
-    settings = get_memory_settings()
-    if settings.kb_bucket:
-        from memory_indexer.s3sync import sync_bucket
-
-        result["kb"] = sync_bucket(conn, settings.kb_bucket, settings.kb_prefix)
-        result["embedded"] += embed_within(budget)
-    metrics.add_metric(name="MemoriesExpired", unit=MetricUnit.Count, value=expired)
-    metrics.add_metric(name="MemoriesEmbedded", unit=MetricUnit.Count, value=result["embedded"])
-    logger.info("sweep done", extra=result)
-    return result
+        yield indexer
+    finally:
+        _current = previous
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if "Records" in event:
-        return consume(event, context)
-    return sweep(event, context)
+        return current().consume(event, context)
+    return current().sweep(event, context)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import psycopg
+
 from daarion_common.memory import kb
-from daarion_common.memory.config import get_memory_settings
-from daarion_common.memory.database import unavailable_as_503
+from daarion_common.memory.config import MemorySettings
 from daarion_common.observability import logger
 from daarion_contracts.memory import MAX_DOCUMENT_CHARS, MAX_DOCUMENT_CHUNKS
 
@@ -26,16 +27,17 @@ def _title(path: str, text: str) -> str:
     return match.group(1).strip() if match else path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
 
-def sync_bucket(conn: Any, bucket: str, prefix: str = "") -> dict[str, int]:
+def sync_bucket(conn: Any, settings: MemorySettings, bucket: str, prefix: str = "") -> dict[str, int]:
+    """Run inside ``Database.run``: a database failure fails the sync (retried on a fresh connection once,
+    then the next sweep); it is idempotent (by ETag), so running it again is safe."""
     from daarion_common.aws import client
 
     s3 = client("s3")
-    settings = get_memory_settings()
     seen: set[tuple[str, str]] = set()
     counts = {"ingested": 0, "unchanged": 0, "deleted": 0, "skipped": 0, "failed": 0}
     from psycopg.rows import dict_row
 
-    with unavailable_as_503(conn), conn.cursor(row_factory=dict_row) as cur:
+    with conn.cursor(row_factory=dict_row) as cur:
         known = {
             (r["microdao_id"], r["document_key"]): r["s3_etag"]
             for r in cur.execute(
@@ -68,20 +70,20 @@ def sync_bucket(conn: Any, bucket: str, prefix: str = "") -> dict[str, int]:
                     logger.warning("kb object too large; skipped", extra={"key": key, "chars": len(text)})
                     counts["skipped"] += 1
                     continue
-                with unavailable_as_503(conn):
-                    kb.ingest(
-                        conn, microdao_id=microdao_id, document_key=path, title=_title(path, text), text=text,
-                        source=f"s3://{bucket}/{key}", s3=(bucket, key, etag),
-                        max_chars=settings.kb_chunk_chars, overlap=settings.kb_chunk_overlap,
-                    )  # fmt: skip
+                kb.ingest(
+                    conn, microdao_id=microdao_id, document_key=path, title=_title(path, text), text=text,
+                    source=f"s3://{bucket}/{key}", s3=(bucket, key, etag),
+                    max_chars=settings.kb_chunk_chars, overlap=settings.kb_chunk_overlap,
+                )  # fmt: skip
                 counts["ingested"] += 1
             except UnicodeDecodeError:
                 counts["skipped"] += 1
+            except psycopg.OperationalError:  # the database, not the object: the sync stops here
+                raise
             except Exception as exc:  # one bad object must not stop the sync of the others
                 logger.warning("kb object not synced", extra={"key": key, "error": repr(exc)[:300]})
                 counts["failed"] += 1
     for microdao_id, path in set(known) - seen:
-        with unavailable_as_503(conn):
-            if kb.delete_document(conn, microdao_id, path) is not None:
-                counts["deleted"] += 1
+        if kb.delete_document(conn, microdao_id, path) is not None:
+            counts["deleted"] += 1
     return counts

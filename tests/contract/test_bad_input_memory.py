@@ -189,6 +189,7 @@ def test_invalid_json_is_a_400(route: str) -> None:
 GET_AND_DELETE = [
     ("GET", f"{BASE}/kb/documents", {"microdao_id": DAO}),
     ("DELETE", f"{BASE}/kb/documents/handbook.md", {"microdao_id": DAO}),
+    ("DELETE", f"{BASE}/kb/documents", {"microdao_id": DAO, "document_id": "handbook/2026.md"}),
     ("DELETE", f"{BASE}/{MEMORY_ID}", {"microdao_id": DAO}),
 ]
 
@@ -220,6 +221,12 @@ GET_AND_DELETE = [
                      "path.document_id", id="delete-document-bell"),
         pytest.param("DELETE", f"{BASE}/kb/documents/{'d' * 201}", {"microdao_id": DAO}, "path.document_id",
                      id="delete-document-long"),
+        pytest.param("DELETE", f"{BASE}/kb/documents", {"microdao_id": DAO, "document_id": "a/\x00b"},
+                     "query.document_id", id="delete-document-by-query-nul"),
+        pytest.param("DELETE", f"{BASE}/kb/documents", {"microdao_id": DAO, "document_id": "d" * 201},
+                     "query.document_id", id="delete-document-by-query-long"),
+        pytest.param("DELETE", f"{BASE}/kb/documents", {"microdao_id": DAO}, "query.document_id",
+                     id="delete-document-by-query-missing"),
         pytest.param("DELETE", f"{BASE}/not-a-uuid", {"microdao_id": DAO}, "path.memory_id",
                      id="delete-memory-not-uuid"),
         pytest.param("DELETE", f"{BASE}/{quote(MEMORY_ID[:-1] + chr(0))}", {"microdao_id": DAO}, "path.memory_id",

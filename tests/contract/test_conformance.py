@@ -26,6 +26,7 @@ from schemathesis.generation.modes import GenerationMode
 
 from devstack.template import Resolver, functions, load_template
 from tests.fixtures.llm_proxy import LambdaBridge
+from tests.fixtures.memory import reset_memory_state
 
 EXAMPLES = int(os.environ.get("CONFORMANCE_EXAMPLES", "25"))
 SECRET = {"X-Internal-Secret": "dev-secret-token"}
@@ -121,6 +122,7 @@ def test_memory_conforms_to_its_openapi(memory_db: str, aws: Any, monkeypatch: p
         llm_handler, _route_keys(aws.resolver, "LlmProxyFunction")
     )  # summaries: the real proxy, offline model
     monkeypatch.setenv("LLM_PROXY_URL", llm.url)
+    reset_memory_state()  # the memory service, built again with that environment
     try:
         _fuzz("memory", app, handler, _route_keys(aws.resolver, "MemoryFunction"))
     finally:

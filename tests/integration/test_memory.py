@@ -278,18 +278,60 @@ def test_unreachable_database_is_503_and_writes_nothing(memory_api, memory_db, m
     assert [r[0] for r in rows(memory_db, "SELECT text FROM memories")] == ["before"]
 
 
-def test_a_connection_lost_mid_flight_is_503_then_recovers(memory_api, memory_db):
-    store(memory_api, "warm the connection")
-    from daarion_common import db
+def test_a_connection_the_server_closed_is_retried_once_transparently(memory_api, memory_db):
+    from memory import service
 
-    pid = db.get_connection().info.backend_pid
+    store(memory_api, "warm the connection")
+    database = service.current().db
+    for round_ in range(2):  # every time the server drops the idle connection, the next request still succeeds
+        pid = database.connection().info.backend_pid
+        with psycopg.connect(memory_db, autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+        r = memory_api.store(agent_id=AGENT, microdao_id=DAO, kind="task", content=f"after the drop {round_}")
+        assert r.status == 200, r.body
+        assert database.connection().info.backend_pid != pid
+        assert database.reconnects == round_ + 1
+    q = memory_api.query(agent_id=AGENT, microdao_id=DAO, query="after the drop", limit=5)
+    assert q.status == 200 and len(q.body["items"]) == 3
+    assert rows(memory_db, "SELECT count(*) FROM memories WHERE text LIKE 'after the drop%%'")[0][0] == 2
+
+
+def test_a_closed_connection_whose_retry_fails_too_is_503_and_writes_nothing(
+    memory_api, memory_db, monkeypatch, tmp_path
+):
+    from daarion_common.settings import get_settings
+    from memory import service
+
+    store(memory_api, "warm the connection")
+    pid = service.current().db.connection().info.backend_pid
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@/postgres?host={tmp_path}&port=1")  # and it is gone
+    get_settings.cache_clear()
     with psycopg.connect(memory_db, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     r = memory_api.store(agent_id=AGENT, microdao_id=DAO, kind="task", content="lost write")
-    assert r.status == 503 and "nothing was written" in r.body["error"]["message"]
+    assert r.status == 503 and r.body["error"]["code"] == "database_unavailable"
+    assert "nothing was written" in r.body["error"]["message"]
+    monkeypatch.setenv("DATABASE_URL", memory_db)
+    get_settings.cache_clear()
     r = memory_api.store(agent_id=AGENT, microdao_id=DAO, kind="task", content="lost write")
     assert r.status == 200  # the next call reconnects
     assert rows(memory_db, "SELECT count(*) FROM memories WHERE text = 'lost write'")[0][0] == 1
+
+
+def test_a_stalled_database_is_503_within_the_statement_timeout(memory_api, memory_db, monkeypatch):
+    monkeypatch.setenv("MEMORY_DB_STATEMENT_TIMEOUT_MS", "500")
+    reset_memory_state()
+    store(memory_api, "the table exists and the connection is warm")
+    with psycopg.connect(memory_db) as holder:  # another session holds the table: every statement waits
+        holder.execute("LOCK TABLE memories IN ACCESS EXCLUSIVE MODE")
+        q = memory_api.query(agent_id=AGENT, microdao_id=DAO, query="anything", limit=3)
+        s = memory_api.store(agent_id=AGENT, microdao_id=DAO, kind="task", content="while stalled")
+        holder.rollback()
+    assert q.status == 503 and q.body["error"]["code"] == "database_timeout", q.body
+    assert s.status == 503 and s.body["error"]["code"] == "database_timeout", s.body
+    # the connection survives a statement timeout: the next request is answered on it
+    assert memory_api.query(agent_id=AGENT, microdao_id=DAO, query="warm", limit=3).status == 200
+    assert rows(memory_db, "SELECT count(*) FROM memories WHERE text = 'while stalled'")[0][0] == 0
 
 
 def test_dimension_mismatch_is_a_clear_error(memory_api, memory_db, monkeypatch):
@@ -430,12 +472,9 @@ class ProxyStub:
 def proxy_stub(monkeypatch) -> Iterator[ProxyStub]:
     stub = ProxyStub()
     monkeypatch.setenv("LLM_PROXY_URL", stub.url)
-    from daarion_common.memory.config import get_memory_settings
-
-    get_memory_settings.cache_clear()
+    reset_memory_state()
     yield stub
     stub.close()
-    get_memory_settings.cache_clear()
 
 
 def test_summarize_goes_through_the_llm_proxy_and_stores_a_mid_term_memory(memory_api, memory_db, proxy_stub):
@@ -489,7 +528,9 @@ def test_a_summary_the_proxy_returns_with_a_nul_is_not_stored(memory_api, memory
     from memory import service
 
     store(memory_api, {"user_message": "Move the call to Thursday", "agent_reply": "Moved."})
-    monkeypatch.setattr(service, "call_llm_proxy", lambda **_: "a summary\x00with a NUL")
+    from daarion_common.memory.llm import ProxyReply
+
+    monkeypatch.setattr(service, "call_llm_proxy", lambda *_, **__: ProxyReply("a summary\x00with a NUL", "stub"))
     r = memory_api.call("POST", "/internal/agent-memory/summarize",
                         {"agent_id": AGENT, "microdao_id": DAO, "channel_id": CHANNEL})  # fmt: skip
     assert r.status == 502 and r.body["error"]["code"] == "llm_proxy_error"
@@ -505,3 +546,74 @@ def test_query_items_carry_a_callers_odd_meta_without_breaking_the_answer(memory
     item = q.body["items"][0]
     assert item["meta"]["source"] == "task" and item["meta"]["agent_id"] == AGENT and item["meta"]["k"] == "v"
     assert q.body["results"] == q.body["items"]
+
+
+# ----------------------------------------------------------------------------- de-duplication never loses a memory
+def test_a_duplicate_at_a_longer_lived_tier_promotes_the_row(memory_api, memory_db):
+    text = "Oksana prefers calls after 15:00"
+    first = memory_api.store(agent_id=AGENT, microdao_id=DAO, channel_id=CHANNEL, kind="conversation", content=text)
+    assert first.body["tier"] == "short" and first.body["expires_at"] is not None
+    assert first.body["duplicate"] is False and first.body["promoted"] is False
+    kept = memory_api.store(
+        agent_id=AGENT, microdao_id=DAO, channel_id=CHANNEL, kind="conversation", content=text, tier="mid"
+    )
+    assert kept.status == 200, kept.body
+    assert kept.body["id"] == first.body["id"]
+    assert (kept.body["duplicate"], kept.body["promoted"], kept.body["tier"], kept.body["expires_at"]) == (
+        True, True, "mid", None,
+    )  # fmt: skip
+    assert rows(memory_db, "SELECT tier, expires_at FROM memories WHERE id = %s", first.body["id"]) == [("mid", None)]
+    # a store asking for less never demotes nor shortens
+    again = memory_api.store(agent_id=AGENT, microdao_id=DAO, channel_id=CHANNEL, kind="conversation", content=text)
+    assert (again.body["duplicate"], again.body["promoted"], again.body["tier"]) == (True, False, "mid")
+    assert rows(memory_db, "SELECT tier, expires_at FROM memories WHERE id = %s", first.body["id"]) == [("mid", None)]
+    assert rows(memory_db, "SELECT count(*) FROM memories")[0][0] == 1
+
+
+def test_a_duplicate_with_a_longer_ttl_extends_the_expiry_and_a_shorter_one_does_not(memory_api, memory_db):
+    body = {"agent_id": AGENT, "microdao_id": DAO, "kind": "task", "content": "Renew the domain"}
+    short = memory_api.store(**body, ttl_seconds=3600)
+    longer = memory_api.store(**body, ttl_seconds=7 * 86400)
+    assert longer.body["promoted"] is True and longer.body["expires_at"] > short.body["expires_at"]
+    shorter = memory_api.store(**body, ttl_seconds=60)
+    assert shorter.body["promoted"] is False and shorter.body["expires_at"] == longer.body["expires_at"]
+    kept = memory_api.store(**body)  # a mid-term task without ttl: kept for good
+    assert kept.body["promoted"] is True and kept.body["expires_at"] is None and kept.body["id"] == short.body["id"]
+
+
+def test_an_expired_row_not_yet_swept_is_not_resurrected(memory_api, memory_db):
+    content = {"user_message": "The wifi password is on the fridge", "agent_reply": "Noted."}
+    old = store(memory_api, content)
+    with psycopg.connect(memory_db, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE memories SET created_at = now() - interval '8 days', expires_at = now() - interval '1 day', "
+            "meta = meta || '{\"old\": true}' WHERE id = %s",
+            (old,),
+        )
+    r = memory_api.store(agent_id=AGENT, microdao_id=DAO, channel_id=CHANNEL, kind="conversation", content=content)
+    assert r.status == 200, r.body
+    assert r.body["duplicate"] is False and r.body["id"] != old  # a new memory, not the old one back
+    got = rows(memory_db, "SELECT id::text, meta ? 'old', created_at > now() - interval '1 minute', "
+                          "expires_at > now() + interval '6 days' FROM memories")  # fmt: skip
+    assert got == [(r.body["id"], False, True, True)]
+
+
+def test_a_document_whose_id_has_slashes_is_deleted_by_query_parameter(memory_api, memory_db):
+    document_id = "handbook/2026/payments.md"
+    body = {"microdao_id": DAO, "document_id": document_id, "title": "Payments", "markdown": "# Payments\n\nUSDC."}
+    assert memory_api.call("POST", "/internal/agent-memory/kb/documents", body).status == 200
+    other = {**body, "document_id": "handbook/2026/other.md"}
+    assert memory_api.call("POST", "/internal/agent-memory/kb/documents", other).status == 200
+    where = {"microdao_id": DAO, "document_id": document_id}
+    assert (
+        memory_api.call("DELETE", "/internal/agent-memory/kb/documents", params={**where, "microdao_id": "x"}).status
+        == 404
+    )
+    gone = memory_api.call("DELETE", "/internal/agent-memory/kb/documents", params=where)
+    assert gone.status == 200, gone.body
+    assert gone.body == {"ok": True, "document_id": document_id, "deleted_chunks": 1}
+    assert memory_api.call("DELETE", "/internal/agent-memory/kb/documents", params=where).status == 404
+    listed = memory_api.call("GET", "/internal/agent-memory/kb/documents", params={"microdao_id": DAO})
+    assert [d["document_id"] for d in listed.body["documents"]] == ["handbook/2026/other.md"]
+    missing = memory_api.call("DELETE", "/internal/agent-memory/kb/documents", params={"microdao_id": DAO})
+    assert missing.status == 422 and missing.body["error"]["fields"][0]["field"] == "query.document_id"

@@ -113,7 +113,8 @@ def test_sweep_embeds_what_the_queue_missed(memory_api, memory_db, monkeypatch, 
     r = memory_api.store(agent_id=AGENT, microdao_id=DAO, kind="task", content="one")
     assert r.body["indexed"] == "sweep"
     result = handler(load_event("scheduler_sweep.json"), lambda_context)
-    assert result == {"task": "sweep", "expired": 0, "embedded": 1}
+    assert {k: result[k] for k in ("task", "expired", "embedded")} == {"task": "sweep", "expired": 0, "embedded": 1}
+    assert result["consolidated"]["skipped"] == "unconfigured"  # no LLM_PROXY_URL: said, not failed
     assert handler(load_event("scheduler_sweep.json"), lambda_context)["embedded"] == 0
 
 

@@ -71,3 +71,31 @@ def test_a_bounded_document_splits_into_a_bounded_number_of_chunks() -> None:
     prose = ("The treasury pays every grant in USDC after the council's vote. " * 4 + "\n\n") * 800
     chunks = chunk_document(prose[:MAX_DOCUMENT_CHARS], settings.kb_chunk_chars, settings.kb_chunk_overlap)
     assert len(chunks) <= MAX_DOCUMENT_CHUNKS / 2  # ordinary prose at the size bound is far from the chunk cap
+
+
+def _bound(field: str, key: str) -> float:
+    from daarion_common.memory.config import MemorySettings
+
+    return next(getattr(m, key) for m in MemorySettings.model_fields[field].metadata if getattr(m, key, None))
+
+
+def test_a_stalled_database_is_answered_before_the_gateway_cuts_the_request() -> None:
+    """Worst case of one statement: connect + statement timeout, twice (the one retry on a closed
+    connection), within the function's Timeout and API Gateway's 30 s, at the settings' ceilings."""
+    budget = min(_timeout("MemoryFunction"), API_GATEWAY_CUT_S)
+    connect_s = _bound("memory_db_connect_timeout_seconds", "le")
+    statement_s = _bound("memory_db_statement_timeout_ms", "le") / 1000
+    assert 2 * (connect_s + statement_s) <= budget
+
+
+def test_consolidation_leaves_the_indexer_room_for_one_more_proxy_call() -> None:
+    from daarion_common.memory.config import MemorySettings
+
+    settings = MemorySettings()
+    # a channel is started only with the proxy's timeout + 10 s left; the indexer's Timeout must allow one
+    assert settings.llm_proxy_timeout_seconds + 10 < _timeout("MemoryIndexerFunction")
+    resolver = Resolver(TEMPLATE, {"DatabaseSecretArn": "arn:aws:secretsmanager:us-east-1:1:secret:db"}, {})
+    resolver.physical.update({lid: {"Ref": f"ref-{lid}", "QueueName": lid} for lid in TEMPLATE["Resources"]})
+    spec = tpl.functions(TEMPLATE, resolver)["MemoryIndexerFunction"]
+    assert spec.environment["LLM_PROXY_URL"].startswith("https://")  # its own stack's API by default
+    assert "INTERNAL_SECRET_ARN" in spec.environment

@@ -81,16 +81,20 @@ def apply_migrations(conn: psycopg.Connection[Any], directory: Path = MIGRATIONS
     return applied_now
 
 
-def connect(url: str | None = None, *, migrate: bool = True) -> psycopg.Connection[Any]:
+def connect(url: str | None = None, *, migrate: bool = True, connect_timeout: int = 5) -> psycopg.Connection[Any]:
     import psycopg
     from pgvector.psycopg import register_vector
 
     try:
-        conn = psycopg.connect(url or database_url(), autocommit=True, connect_timeout=5)
+        conn = psycopg.connect(url or database_url(), autocommit=True, connect_timeout=connect_timeout)
     except psycopg.OperationalError as exc:
-        raise ApiError(503, "database_unavailable", "The database cannot be reached.") from exc
+        raise ApiError(503, "database_unavailable", "The database cannot be reached; nothing was written.") from exc
     if migrate:
-        apply_migrations(conn)
+        try:
+            apply_migrations(conn)
+        except psycopg.OperationalError as exc:  # lost, or past a statement/lock timeout, while migrating
+            conn.close()
+            raise ApiError(503, "database_unavailable", "The database cannot be reached; nothing was written.") from exc
     register_vector(conn)
     return conn
 

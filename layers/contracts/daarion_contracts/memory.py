@@ -280,7 +280,15 @@ class StoreResponse(_Response):
     ok: Literal[True] = True
     id: MemoryId
     duplicate: bool = Field(description="The same text was already stored in this scope: its id is returned.")
-    tier: MemoryTier
+    promoted: bool = Field(
+        default=False,
+        description="A duplicate whose tier or expiry this store raised (a memory kept at the longer-lived "
+        "tier and the later expiry of the two; never shortened).",
+    )
+    tier: MemoryTier = Field(description="The row's tier after this store.")
+    expires_at: str | None = Field(
+        default=None, description="When the row expires after this store (ISO 8601); null: kept."
+    )
     indexed: Literal["inline", "queued", "sweep"] | None = Field(
         description="How the vector is computed: now (`inline`), by the indexer (`queued`), by the scheduled "
         "sweep (`sweep`); null for a duplicate."
@@ -292,6 +300,11 @@ class SummarizeResponse(_Response):
     id: MemoryId | None = Field(description="The stored summary; null when the channel had nothing to summarise.")
     summary: str | None
     messages: int = Field(description="How many messages were summarised.")
+    provider: str | None = Field(
+        default=None,
+        description="The LLM Proxy's provider. `offline` (its placeholder, no model configured): the summary is "
+        "returned but not stored (`id` null).",
+    )
 
 
 class ForgetResponse(_Response):
@@ -340,8 +353,11 @@ _OWN_CODES = {
         "embedding_dimension_mismatch": "the embedder's dimension differs from memories.embedding",
         "embedding_unconfigured": "EMBEDDING_PROVIDER=openai without EMBEDDING_BASE_URL",
     },
+    503: {
+        "database_timeout": "the database did not answer within the statement timeout; nothing was written",
+    },
 }
-_DATABASE = ("database_unavailable", "database_unconfigured", "auth_unconfigured")
+_DATABASE = ("database_unavailable", "database_timeout", "database_unconfigured", "auth_unconfigured")
 
 
 def route_errors(*statuses: int | tuple[int, str, ...]) -> dict[int | str, dict[str, Any]]:

