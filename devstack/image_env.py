@@ -1,7 +1,8 @@
 """A function's image, as near as we get without Docker: its dependency set on the image's Python.
 
 The Dockerfile installs, on ``public.ecr.aws/lambda/python:3.12``, only ``functions/<name>/requirements.txt``
-and ``layers/contracts`` + ``layers/common`` with ``constraints.txt`` applied. ``image_python(function)`` builds the same set
+and ``layers/contracts`` + ``layers/common`` with ``constraints.txt`` applied. ``image_python(function)``
+builds the same set
 into a Python 3.12 virtualenv under ``.tools/image-venvs/`` (cached by the hash of those files, so a
 repeated run only reinstalls the shared package when its code changed) and returns its interpreter.
 ``resolve_for_lambda(function)`` asks pip to resolve the same set for the Lambda platform (CPython 3.12,

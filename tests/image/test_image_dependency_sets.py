@@ -217,7 +217,8 @@ def test_every_package_of_the_image_is_pinned_by_constraints(function: str) -> N
     unpinned = {
         name: v
         for name, v in installed.items()
-        if re.sub(r"[-_.]+", "-", name).lower() not in pins and name not in ("pip", "daarion-common", "daarion-contracts")
+        if re.sub(r"[-_.]+", "-", name).lower() not in pins
+        and name not in ("pip", "daarion-common", "daarion-contracts")
     }
     assert not unpinned, f"{function}'s image installs packages constraints.txt does not pin: {unpinned}"
     drift = {n: (v, pins[re.sub(r'[-_.]+', '-', n).lower()]) for n, v in installed.items()
