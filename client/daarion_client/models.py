@@ -1,47 +1,40 @@
-"""What the services answer, as typed objects (unknown fields are kept, not rejected)."""
+"""What the services answer, as typed objects (unknown fields are kept, not rejected): the contracts' own
+models, re-exported under the names callers import. The client declares no wire model of its own."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
 # ---------------------------------------------------------------- LLM Proxy
-class Usage(_Model):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
+# The contracts' own response models (unknown fields kept); the old names stay importable.
+from daarion_contracts import llm as _llm
 
+ChatCompletion = _llm.ChatCompletion
+EmbeddingList = _llm.EmbeddingList
+InternalEmbeddings = _llm.InternalEmbeddings
+ModelCatalogue = _llm.ModelCatalogue
+ModelList = _llm.ModelList
+ProxyResponse = _llm.ProxyResponse
+TokenUsage = _llm.TokenUsage
+UsageReport = _llm.UsageReport
 
-class ChatResult(_Model):
-    """``POST /internal/llm/proxy``'s reply."""
-
-    content: str | None = None
-    usage: Usage = Field(default_factory=Usage)
-    provider: str | None = None
-    model_resolved: str | None = None
-    latency_ms: float | None = None
-    cost_usd: float | None = None
-    finish_reason: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
-    request_id: str | None = None
+ChatResult = ProxyResponse
+"""``POST /internal/llm/proxy``'s reply."""
+Usage = TokenUsage
 
 
 # ---------------------------------------------------------------- Memory
+# The contracts' own models, under the names callers import (no wire model is declared here).
+from daarion_contracts import memory as _memory  # noqa: E402
 
-
-class MemoryItem(_Model):
-    id: str
-    kind: str | None = None
-    tier: str | None = None
-    score: float | None = None
-    content: str = ""
-    meta: dict[str, Any] = Field(default_factory=dict)
+MemoryItem = _memory.MemoryItem
+MemoryMeta = _memory.MemoryMeta
+QueryResponse = _memory.QueryResponse
+StoreResponse = _memory.StoreResponse
+SummarizeResponse = _memory.SummarizeResponse
+ForgetResponse = _memory.ForgetResponse
+DocumentResponse = _memory.DocumentResponse
+DocumentInfo = _memory.DocumentInfo
+DocumentList = _memory.DocumentList
+DocumentDeleted = _memory.DocumentDeleted
 
 
 # ---------------------------------------------------------------- Toolcore

@@ -29,10 +29,10 @@ WITH candidates AS MATERIALIZED (
      WHERE {SCOPE_SQL} AND m.embedding IS NOT NULL
      ORDER BY m.embedding <=> %(q)s
      LIMIT %(k)s)
-SELECT id::text, distance FROM candidates ORDER BY distance"""  # noqa: S608 - constant SQL, values are parameters
+SELECT id::text AS id, distance FROM candidates ORDER BY distance"""  # noqa: S608 - constant SQL, values are parameters
 
 TEXT_SQL = f"""
-SELECT m.id::text,
+SELECT m.id::text AS id,
        (SELECT count(*) FROM unnest(%(terms)s::text[]) AS t(term) WHERE m.tsv @@ to_tsquery('simple', t.term))
            AS matched,
        ts_rank_cd(m.tsv, q.query) AS rank
@@ -42,7 +42,7 @@ SELECT m.id::text,
  LIMIT %(k)s"""  # noqa: S608
 
 CHANNEL_SQL = """
-SELECT m.id::text FROM memories m
+SELECT m.id::text AS id FROM memories m
  WHERE m.microdao_id = %(dao)s AND m.channel_id = %(channel)s
    AND (m.expires_at IS NULL OR m.expires_at > now())
    AND (%(kinds)s::text[] IS NULL OR m.kind = ANY(%(kinds)s::text[]))
@@ -50,8 +50,43 @@ SELECT m.id::text FROM memories m
  LIMIT %(n)s"""
 
 ROWS_SQL = """
-SELECT id::text, kind, tier, agent_id, channel_id, text, content, meta, created_at, document_id IS NOT NULL
+SELECT id::text AS id, kind, tier, agent_id, channel_id, text, content, meta, created_at,
+       document_id IS NOT NULL AS is_chunk
   FROM memories WHERE id = ANY(%(ids)s::uuid[]) AND microdao_id = %(dao)s"""
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    """One row of ROWS_SQL, read by column name (psycopg's ``class_row``)."""
+
+    id: str
+    kind: str
+    tier: str
+    agent_id: str | None
+    channel_id: str | None
+    text: str
+    content: dict[str, Any] | None
+    meta: dict[str, Any] | None
+    created_at: datetime
+    is_chunk: bool
+
+
+def fetch_rows(conn: psycopg.Connection[Any], ids: list[str], microdao_id: str) -> list[MemoryRow]:
+    """The rows behind candidate ids, the microDAO checked again (isolation does not rest on one query)."""
+    from psycopg.rows import class_row
+
+    if not ids:
+        return []
+    with conn.cursor(row_factory=class_row(MemoryRow)) as cur:
+        return cur.execute(ROWS_SQL, {"ids": ids, "dao": microdao_id}).fetchall()
+
+
+def _dicts(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    from psycopg.rows import dict_row
+
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(sql, params).fetchall()
+
 
 # A small k sharpens the rank curve: a keyword match moves an item a few places, not to the top
 # from anywhere (with k=60 any second list decides the order of a small scope).
@@ -120,7 +155,7 @@ SELECT (SELECT count(*) FROM (SELECT 1 FROM memories WHERE microdao_id = %(dao)s
      + (SELECT count(*) FROM (SELECT 1 FROM memories WHERE microdao_id = %(dao)s AND tier = 'long'
                               LIMIT %(cap)s) AS l)
      + (SELECT count(*) FROM (SELECT 1 FROM memories WHERE microdao_id = %(dao)s AND channel_id = %(channel)s
-                              LIMIT %(cap)s) AS c)"""
+                              LIMIT %(cap)s) AS c) AS size"""
 
 
 def vector_candidates(
@@ -149,18 +184,18 @@ def vector_candidates(
     def exact() -> list[tuple[str, float]]:
         with conn.transaction():
             conn.execute("SET LOCAL enable_indexscan = off")  # the b-tree bitmap + sort: exact
-            return [(r[0], float(r[1])) for r in conn.execute(VECTOR_SQL, params).fetchall()]
+            return [(r["id"], float(r["distance"])) for r in _dicts(conn, VECTOR_SQL, params)]
 
     if exact_below > 0:
-        (size,) = conn.execute(SCOPE_SIZE_SQL, {**params, "cap": exact_below}).fetchone() or (0,)
-        if size < exact_below:
+        sized = _dicts(conn, SCOPE_SIZE_SQL, {**params, "cap": exact_below})
+        if (sized[0]["size"] if sized else 0) < exact_below:
             return exact()
     with conn.transaction():
         conn.execute(f"SET LOCAL hnsw.iterative_scan = {'relaxed_order' if iterative else 'off'}")
         conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
         conn.execute(f"SET LOCAL hnsw.max_scan_tuples = {int(max_scan_tuples)}")
         conn.execute("SET LOCAL enable_sort = off")
-        rows = [(r[0], float(r[1])) for r in conn.execute(VECTOR_SQL, params).fetchall()]
+        rows = [(r["id"], float(r["distance"])) for r in _dicts(conn, VECTOR_SQL, params)]
     if len(rows) < k and exact_below > 0:  # the filter is narrower than the size bound said (kinds, expiry)
         return exact()
     return rows
@@ -172,13 +207,13 @@ def text_candidates(conn: psycopg.Connection[Any], scope: Scope, query: str, k: 
     if not terms:
         return []
     params = {**scope.params(), "tsquery": " | ".join(terms), "terms": terms, "k": k}
-    return [(r[0], r[1] / len(terms)) for r in conn.execute(TEXT_SQL, params).fetchall()]
+    return [(r["id"], r["matched"] / len(terms)) for r in _dicts(conn, TEXT_SQL, params)]
 
 
 def channel_latest(conn: psycopg.Connection[Any], scope: Scope, n: int) -> list[str]:
     if not scope.channel_id or n <= 0:
         return []
-    return [r[0] for r in conn.execute(CHANNEL_SQL, {**scope.params(), "n": n}).fetchall()]
+    return [r["id"] for r in _dicts(conn, CHANNEL_SQL, {**scope.params(), "n": n})]
 
 
 def fuse(

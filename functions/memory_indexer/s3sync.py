@@ -14,6 +14,7 @@ from daarion_common.memory import kb
 from daarion_common.memory.config import get_memory_settings
 from daarion_common.memory.database import unavailable_as_503
 from daarion_common.observability import logger
+from daarion_contracts.memory import MAX_DOCUMENT_CHARS, MAX_DOCUMENT_CHUNKS
 
 SUFFIXES = (".md", ".markdown", ".txt")
 MAX_OBJECT_BYTES = 2_000_000
@@ -32,10 +33,12 @@ def sync_bucket(conn: Any, bucket: str, prefix: str = "") -> dict[str, int]:
     settings = get_memory_settings()
     seen: set[tuple[str, str]] = set()
     counts = {"ingested": 0, "unchanged": 0, "deleted": 0, "skipped": 0, "failed": 0}
-    with unavailable_as_503(conn):
+    from psycopg.rows import dict_row
+
+    with unavailable_as_503(conn), conn.cursor(row_factory=dict_row) as cur:
         known = {
-            (r[0], r[1]): r[2]
-            for r in conn.execute(
+            (r["microdao_id"], r["document_key"]): r["s3_etag"]
+            for r in cur.execute(
                 "SELECT microdao_id, document_key, s3_etag FROM kb_documents WHERE s3_bucket = %s AND s3_key LIKE %s",
                 (bucket, prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"),
             ).fetchall()
@@ -54,6 +57,17 @@ def sync_bucket(conn: Any, bucket: str, prefix: str = "") -> dict[str, int]:
                 continue
             try:
                 text = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+                if (
+                    len(text) > MAX_DOCUMENT_CHARS
+                    or "\x00" in text
+                    or (
+                        len(kb.chunk_document(text, settings.kb_chunk_chars, settings.kb_chunk_overlap))
+                        > MAX_DOCUMENT_CHUNKS
+                    )
+                ):  # the same bounds as the HTTP route (the indexer embeds it over several runs)
+                    logger.warning("kb object too large; skipped", extra={"key": key, "chars": len(text)})
+                    counts["skipped"] += 1
+                    continue
                 with unavailable_as_503(conn):
                     kb.ingest(
                         conn, microdao_id=microdao_id, document_key=path, title=_title(path, text), text=text,

@@ -144,30 +144,35 @@ def test_exhausted_retries_raise_typed_errors_with_the_service_code(server):
 def test_client_errors_are_not_retried(server, status, error, body):
     server.then(status, body)
     with pytest.raises(error) as err:
-        MemoryClient(server.url, retry=FAST).query("hi", agent_id="a", microdao_id="d", limit=0)
+        MemoryClient(server.url, retry=FAST).query("hi", agent_id="a", microdao_id="d", limit=5)
     assert len(server.requests) == 1 and err.value.code == body["error"]["code"]
     if status == 422:
         assert err.value.fields == [{"field": "limit", "message": "x"}]
 
 
+def memory_item(memory_id: str, content: str) -> dict[str, Any]:
+    meta = {"source": "conversation", "timestamp": "2025-01-01T10:00:00+00:00", "new_key": 1}
+    return {"id": memory_id, "kind": "conversation", "tier": "short", "score": 0.9, "content": content, "meta": meta}
+
+
 def test_503_then_success_and_memory_items(server):
-    items = [
-        {
-            "id": "m1",
-            "kind": "conversation",
-            "score": 0.9,
-            "content": "Проєкт X запущено",
-            "meta": {"source": "conversation"},
-        }
-    ]
-    server.then(503, {"message": "Service Unavailable"}).then(200, {"items": items, "results": items})
+    items = [memory_item("m1", "Проєкт X запущено")]
+    server.then(503, {"message": "Service Unavailable"}).then(200, {"items": items, "results": items, "later": True})
     got = MemoryClient(server.url, retry=FAST).query("проєкт X", agent_id="a", microdao_id="d")
     assert [m.content for m in got] == ["Проєкт X запущено"]
+    assert got[0].meta.new_key == 1  # a field added by a newer service is kept
 
 
 def test_results_only_answers_are_read_too(server):
-    server.then(200, {"results": [{"id": "m2", "content": "legacy"}]})
+    server.then(200, {"results": [memory_item("m2", "legacy")]})
     assert MemoryClient(server.url, retry=FAST).query("q", agent_id="a", microdao_id="d")[0].id == "m2"
+
+
+def test_a_request_the_contract_refuses_is_not_sent(server):
+    with pytest.raises(InvalidRequest) as err:
+        MemoryClient(server.url, retry=FAST).query("hi", agent_id="agent:sofia", microdao_id="microdao:7", limit=0)
+    assert server.requests == [] and err.value.status == 422 and err.value.code == "invalid_request"
+    assert [f["field"] for f in err.value.fields] == ["limit"]
 
 
 def test_unreachable_service_is_connection_failed():
@@ -210,7 +215,8 @@ def test_a_tools_own_failure_is_a_result_not_an_exception(server):
 
 
 def test_async_client_retries_too(server):
-    server.then(500, {"error": {"code": "internal", "message": "x"}}).then(200, {"ok": True, "id": "mem-1"})
+    stored = {"ok": True, "id": "mem-1", "duplicate": False, "tier": "short", "indexed": "inline"}
+    server.then(500, {"error": {"code": "internal", "message": "x"}}).then(200, stored)
 
     async def go() -> str:
         async with AsyncMemoryClient(server.url, retry=FAST) as client:

@@ -394,6 +394,7 @@ class ProxyStub:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.status = 200
+        self.error_code = "boom"
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -407,8 +408,10 @@ class ProxyStub:
                 answer = {"content": f"Summary: {len(text.splitlines())} lines; call moved to Thursday.",
                           "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
                           "provider": "stub", "model_resolved": "stub-1"}  # fmt: skip
-                payload = json.dumps(answer if stub.status == 200 else {"error": {"code": "boom"}}).encode()
+                payload = json.dumps(answer if stub.status == 200 else {"error": {"code": stub.error_code}}).encode()
                 self.send_response(stub.status)
+                if stub.status == 429:
+                    self.send_header("retry-after", "7")
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
@@ -466,3 +469,39 @@ def test_summarize_reports_proxy_failures_clearly(memory_api, memory_db, proxy_s
     assert rows(memory_db, "SELECT count(*) FROM memories WHERE meta->>'source' = 'summary'")[0][0] == 0
     empty = memory_api.call("POST", "/internal/agent-memory/summarize", {**body, "channel_id": "silent"})
     assert empty.status == 200 and empty.body["id"] is None and empty.body["messages"] == 0
+
+
+def test_summarize_refusals_of_the_proxy_are_the_callers_4xx(memory_api, memory_db, proxy_stub):
+    store(memory_api, {"user_message": "Move the call to Thursday", "agent_reply": "Moved."})
+    body = {"agent_id": AGENT, "microdao_id": DAO, "channel_id": CHANNEL}
+    proxy_stub.status, proxy_stub.error_code = 404, "model_not_found"
+    r = memory_api.call("POST", "/internal/agent-memory/summarize", {**body, "model": "no-such-model"})
+    assert r.status == 422 and r.body["error"]["fields"][0]["field"] == "model"
+    r = memory_api.call("POST", "/internal/agent-memory/summarize", body)  # the configured default: not the caller's
+    assert r.status == 502 and r.body["error"]["code"] == "llm_proxy_error"
+    proxy_stub.status, proxy_stub.error_code = 429, "rate_limited"
+    r = memory_api.call("POST", "/internal/agent-memory/summarize", body)
+    assert r.status == 429 and r.body["error"]["code"] == "rate_limited"
+    assert rows(memory_db, "SELECT count(*) FROM memories WHERE meta->>'source' = 'summary'")[0][0] == 0
+
+
+def test_a_summary_the_proxy_returns_with_a_nul_is_not_stored(memory_api, memory_db, proxy_stub, monkeypatch):
+    from memory import service
+
+    store(memory_api, {"user_message": "Move the call to Thursday", "agent_reply": "Moved."})
+    monkeypatch.setattr(service, "call_llm_proxy", lambda **_: "a summary\x00with a NUL")
+    r = memory_api.call("POST", "/internal/agent-memory/summarize",
+                        {"agent_id": AGENT, "microdao_id": DAO, "channel_id": CHANNEL})  # fmt: skip
+    assert r.status == 502 and r.body["error"]["code"] == "llm_proxy_error"
+    assert rows(memory_db, "SELECT count(*) FROM memories WHERE meta->>'source' = 'summary'")[0][0] == 0
+
+
+def test_query_items_carry_a_callers_odd_meta_without_breaking_the_answer(memory_api):
+    meta = {"source": 5, "timestamp": {"x": 1}, "similarity": "high", "content": [1], "agent_id": "spoof", "k": "v"}
+    r = memory_api.store(agent_id=AGENT, microdao_id=DAO, kind="task", content="Prepare the budget", meta=meta)
+    assert r.status == 200, r.body
+    q = memory_api.query(agent_id=AGENT, microdao_id=DAO, query="budget", limit=1)
+    assert q.status == 200, q.body
+    item = q.body["items"][0]
+    assert item["meta"]["source"] == "task" and item["meta"]["agent_id"] == AGENT and item["meta"]["k"] == "v"
+    assert q.body["results"] == q.body["items"]

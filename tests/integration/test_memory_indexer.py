@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from devstack.pollers import sqs_record
-from tests.conftest import load_event
+from tests.conftest import LambdaContext, load_event
 from tests.fixtures.memory import reset_memory_state
 
 DAO, AGENT = "dao-1", "sofia"
@@ -156,3 +156,83 @@ def test_sweep_syncs_knowledge_base_documents_from_s3_by_etag(aws, memory_db, mo
     assert documents() == [("dao-1", "handbook.md", "Handbook", 1, 1)]
     with psycopg.connect(memory_db) as conn:
         assert conn.execute("SELECT text FROM memories").fetchall() == [("Handbook\n\nPaid in DAI now.",)]
+
+
+class ShortOnTime(LambdaContext):
+    """A Lambda context whose clock says the invocation is nearly over."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 5_000
+
+
+def kb_document(memory_api: Any, sections: int) -> dict[str, Any]:
+    markdown = "\n\n".join(f"# Part {i}\n\nRule {i}: the treasury pays grant {i} in USDC." for i in range(sections))
+    r = memory_api.call(
+        "POST", "/internal/agent-memory/kb/documents",
+        {"microdao_id": "microdao:7", "agent_id": "agent:sofia", "title": "Handbook", "markdown": markdown},
+    )  # fmt: skip
+    assert r.status == 200, r.body
+    return r.body
+
+
+def embedded_chunks(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT count(*) FROM memories WHERE kind = 'kb' AND embedding IS NOT NULL").fetchone()[0]
+
+
+def test_a_document_larger_than_one_invocation_is_indexed_over_several(
+    queued, memory_api, memory_db, lambda_context, monkeypatch
+):
+    from memory_indexer import app
+
+    monkeypatch.setattr(app, "MAX_ROWS_PER_INVOCATION", 3)
+    monkeypatch.setattr(app, "EMBED_STEP", 2)
+    doc = kb_document(memory_api, sections=8)
+    assert doc["chunks"] == 8 and doc["indexing"] == "queued"
+
+    progress, first_event = [], None
+    for _ in range(10):  # each invocation embeds at most 3 chunks and re-enqueues the rest
+        event = receive_batch(queued, expected=1)
+        first_event = first_event or event
+        assert app.handler(event, lambda_context) == {"batchItemFailures": []}
+        progress.append(embedded_chunks(memory_db))
+        if progress[-1] == 8:
+            break
+    assert progress == [3, 6, 8]
+    sqs = queued.client("sqs")
+    assert not sqs.receive_message(QueueUrl=queued.ref("IndexQueue"), WaitTimeSeconds=0).get("Messages")
+
+    # SQS redelivers the first message: nothing to write, nothing re-enqueued
+    before = snapshot(memory_db)
+    assert app.handler(first_event, lambda_context) == {"batchItemFailures": []}
+    assert snapshot(memory_db) == before
+    assert not sqs.receive_message(QueueUrl=queued.ref("IndexQueue"), WaitTimeSeconds=0).get("Messages")
+
+
+def test_an_invocation_short_on_time_embeds_nothing_and_re_enqueues(queued, memory_api, memory_db, lambda_context):
+    from memory_indexer.app import handler
+
+    kb_document(memory_api, sections=2)
+    event = receive_batch(queued, expected=1)
+    assert handler(event, ShortOnTime()) == {"batchItemFailures": []}
+    assert embedded_chunks(memory_db) == 0
+    again = receive_batch(queued, expected=1)  # the same request, as a new message
+    assert again["Records"][0]["body"] != event["Records"][0]["body"]  # a fresh event id
+    assert handler(again, lambda_context) == {"batchItemFailures": []}
+    assert embedded_chunks(memory_db) == 2
+
+
+def test_a_continuation_that_cannot_be_queued_fails_its_record_for_redelivery(
+    queued, memory_api, memory_db, lambda_context, monkeypatch
+):
+    from memory_indexer import app
+
+    monkeypatch.setattr(app, "MAX_ROWS_PER_INVOCATION", 1)
+    kb_document(memory_api, sections=3)
+    memory_api.store(agent_id="agent:sofia", microdao_id="microdao:7", kind="task", content="Prepare the budget")
+    event = receive_batch(queued, expected=2)
+    monkeypatch.setenv("INDEX_QUEUE_URL", queued.ref("IndexQueue") + "-gone")
+    reset_memory_state()
+    result = app.handler(event, lambda_context)
+    document_record = next(r for r in event["Records"] if '"document_id":"' in r["body"].replace(" ", ""))
+    assert document_record["messageId"] in [f["itemIdentifier"] for f in result["batchItemFailures"]]

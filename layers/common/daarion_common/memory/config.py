@@ -44,7 +44,9 @@ class MemorySettings(BaseSettings):
     llm_proxy_url: str | None = None
     memory_summary_model: str = "gpt-4.1-mini"
     memory_summary_max_messages: int = Field(default=50, ge=1, le=500)
-    llm_proxy_timeout_seconds: float = 60.0
+    # Below the memory function's Timeout (30 s, as API Gateway's cut) minus what the rest of a summary
+    # takes (reading the channel, storing the summary): tests/unit/test_memory_bounds.py checks it.
+    llm_proxy_timeout_seconds: float = Field(default=20.0, gt=0, le=25)
 
 
 @lru_cache(maxsize=1)

@@ -25,10 +25,13 @@ class EmbeddingDimensionMismatch(ApiError):
 
 def column_dimension(conn: psycopg.Connection[Any]) -> int | None:
     """The declared dimension of memories.embedding (pgvector keeps it as the type modifier)."""
-    row = conn.execute(
-        "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'memories'::regclass AND attname = 'embedding'"
-    ).fetchone()
-    return None if row is None or row[0] < 0 else int(row[0])
+    from psycopg.rows import dict_row
+
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'memories'::regclass AND attname = 'embedding'"
+        ).fetchone()
+    return None if row is None or row["atttypmod"] < 0 else int(row["atttypmod"])
 
 
 def check_dimension(conn: psycopg.Connection[Any], embedder: Embedder) -> None:

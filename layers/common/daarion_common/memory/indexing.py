@@ -42,11 +42,14 @@ def pending(
         where.append("(id = ANY(%(ids)s::uuid[]) OR document_id = ANY(%(docs)s::uuid[]))")
         params["ids"] = valid_ids(ids or [])
         params["docs"] = valid_ids(document_ids or [])
-    sql = f"SELECT id::text, text FROM memories WHERE {' AND '.join(where)} ORDER BY created_at"  # noqa: S608
+    sql = f"SELECT id::text AS id, text FROM memories WHERE {' AND '.join(where)} ORDER BY created_at"  # noqa: S608
     if limit is not None:
         sql += " LIMIT %(limit)s"
         params["limit"] = limit
-    return [(r[0], r[1]) for r in conn.execute(sql, params).fetchall()]
+    from psycopg.rows import dict_row
+
+    with conn.cursor(row_factory=dict_row) as cur:
+        return [(r["id"], r["text"]) for r in cur.execute(sql, params).fetchall()]
 
 
 def write_embeddings(conn: psycopg.Connection[Any], model: str, ids: list[str], vectors: Any) -> int:

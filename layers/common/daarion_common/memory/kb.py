@@ -15,6 +15,8 @@ from daarion_common.memory.text import content_hash
 if TYPE_CHECKING:
     import psycopg
 
+    from daarion_contracts.memory import DocumentInfo
+
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
@@ -143,23 +145,25 @@ def ingest(
     overlap: int = 200,
 ) -> IngestResult:
     """Create or replace a document and its chunks in one transaction. Unchanged content is a no-op."""
+    from psycopg.rows import dict_row
     from psycopg.types.json import Jsonb
 
     digest = document_hash(title, text)
     chunks = chunk_document(text, max_chars, overlap)
     bucket, key, etag = s3 or (None, None, None)
-    with conn.transaction():
-        existing = conn.execute(
-            "SELECT id::text, content_hash FROM kb_documents WHERE microdao_id = %s AND document_key = %s FOR UPDATE",
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        existing = cur.execute(
+            """SELECT id::text AS id, content_hash FROM kb_documents
+                WHERE microdao_id = %s AND document_key = %s FOR UPDATE""",
             (microdao_id, document_key),
         ).fetchone()
-        if existing and existing[1] == digest:
-            conn.execute(
+        if existing and existing["content_hash"] == digest:
+            cur.execute(
                 "UPDATE kb_documents SET s3_bucket = %s, s3_key = %s, s3_etag = %s WHERE id = %s",
-                (bucket, key, etag, existing[0]),
+                (bucket, key, etag, existing["id"]),
             )
-            return IngestResult(document_key, existing[0], changed=False, created=False)
-        row = conn.execute(
+            return IngestResult(document_key, existing["id"], changed=False, created=False)
+        row = cur.execute(
             """INSERT INTO kb_documents (microdao_id, document_key, title, source, content_hash, chunk_count,
                                          s3_bucket, s3_key, s3_etag, meta, created_by)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
@@ -167,13 +171,13 @@ def ingest(
                    title = EXCLUDED.title, source = EXCLUDED.source, content_hash = EXCLUDED.content_hash,
                    chunk_count = EXCLUDED.chunk_count, s3_bucket = EXCLUDED.s3_bucket, s3_key = EXCLUDED.s3_key,
                    s3_etag = EXCLUDED.s3_etag, meta = EXCLUDED.meta, updated_at = now()
-               RETURNING id::text""",
+               RETURNING id::text AS id""",
             (microdao_id, document_key, title, source, digest, len(chunks), bucket, key, etag, Jsonb(meta or {}),
              created_by),
         ).fetchone()  # fmt: skip
         assert row is not None
-        internal_id = row[0]
-        conn.execute("DELETE FROM memories WHERE document_id = %s", (internal_id,))
+        internal_id = row["id"]
+        cur.execute("DELETE FROM memories WHERE document_id = %s", (internal_id,))
         chunk_ids: list[str] = []
         if chunks:
             texts = [c.text(title) for c in chunks]
@@ -181,47 +185,49 @@ def ingest(
                 Jsonb({"title": title, "source": source, "document_id": document_key, "headings": list(c.headings)})
                 for c in chunks
             ]
-            inserted = conn.execute(
+            inserted = cur.execute(
                 """INSERT INTO memories (tier, kind, microdao_id, agent_id, document_id, chunk_index, text,
                                          meta, content_hash)
                    SELECT 'long', 'kb', %s, %s, %s, i, t, m, h
                      FROM unnest(%s::int[], %s::text[], %s::jsonb[], %s::text[]) AS c(i, t, m, h)
-                   RETURNING id::text""",
+                   RETURNING id::text AS id""",
                 (microdao_id, created_by, internal_id, [c.index for c in chunks], texts, metas,
                  [content_hash(t) for t in texts]),
             ).fetchall()  # fmt: skip
-            chunk_ids = [r[0] for r in inserted]
+            chunk_ids = [r["id"] for r in inserted]
     return IngestResult(document_key, internal_id, chunk_ids, changed=True, created=existing is None)
 
 
-def list_documents(conn: psycopg.Connection[Any], microdao_id: str, limit: int = 100, offset: int = 0) -> list[dict]:
-    rows = conn.execute(
-        """SELECT d.document_key, d.title, d.source, d.chunk_count, d.created_at, d.updated_at, d.s3_key,
-                  (SELECT count(*) FROM memories m WHERE m.document_id = d.id AND m.embedding IS NOT NULL)
-             FROM kb_documents d WHERE d.microdao_id = %s
-            ORDER BY d.updated_at DESC, d.document_key LIMIT %s OFFSET %s""",
-        (microdao_id, limit, offset),
-    ).fetchall()
+def list_documents(
+    conn: psycopg.Connection[Any], microdao_id: str, limit: int = 100, offset: int = 0
+) -> list[DocumentInfo]:
+    from psycopg.rows import dict_row
+
+    from daarion_contracts.memory import DocumentInfo
+
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            """SELECT d.document_key AS document_id, d.title, d.source, d.chunk_count AS chunks,
+                      d.created_at, d.updated_at, d.s3_key,
+                      (SELECT count(*) FROM memories m WHERE m.document_id = d.id AND m.embedding IS NOT NULL)
+                          AS chunks_indexed
+                 FROM kb_documents d WHERE d.microdao_id = %s
+                ORDER BY d.updated_at DESC, d.document_key LIMIT %s OFFSET %s""",
+            (microdao_id, limit, offset),
+        ).fetchall()
     return [
-        {
-            "document_id": r[0],
-            "title": r[1],
-            "source": r[2],
-            "chunks": r[3],
-            "chunks_indexed": r[7],
-            "created_at": r[4].isoformat(),
-            "updated_at": r[5].isoformat(),
-            "s3_key": r[6],
-        }
+        DocumentInfo(**{**r, "created_at": r["created_at"].isoformat(), "updated_at": r["updated_at"].isoformat()})
         for r in rows
     ]
 
 
 def delete_document(conn: psycopg.Connection[Any], microdao_id: str, document_key: str) -> int | None:
     """Delete a document and (by cascade) its chunks; the number of chunks removed, None if absent."""
-    with conn.transaction():
-        row = conn.execute(
+    from psycopg.rows import dict_row
+
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
             "DELETE FROM kb_documents WHERE microdao_id = %s AND document_key = %s RETURNING chunk_count",
             (microdao_id, document_key),
         ).fetchone()
-    return None if row is None else int(row[0])
+    return None if row is None else int(row["chunk_count"])
