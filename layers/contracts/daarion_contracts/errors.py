@@ -3,8 +3,8 @@
 ``{"error": {"code": "...", "message": "...", "fields": [{"field", "message"}]?, ...}, "request_id": "..."}``
 
 ``code`` is machine-readable and stable; ``message`` is a human sentence (never a secret). Some codes
-carry more keys in ``error`` (``rate_limited``: ``limit``, ``limit_value``, ``retry_after``;
-``upstream_error``: ``providers``; ``model_not_found``: ``available``), declared below so a caller
+carry more keys in ``error`` (``rate_limited``: ``limit``, ``limit_value``, ``retry_after_s``;
+``upstream_error``: ``providers``; ``model_not_found``: ``available_models``), declared below so a caller
 generated from the OpenAPI document sees them.
 """
 
@@ -29,11 +29,13 @@ class ErrorDetail(BaseModel):
     # rate_limited
     limit: str | None = None
     limit_value: float | None = None
-    retry_after: float | None = None
+    retry_after_s: float | None = Field(
+        default=None, description="Seconds until the limit's window ends (also the `Retry-After` header)."
+    )
     # upstream_error
     providers: list[dict[str, Any]] | None = None
     # model_not_found
-    available: list[str] | None = None
+    available_models: list[str] | None = None
 
 
 class ErrorBody(BaseModel):
@@ -43,14 +45,20 @@ class ErrorBody(BaseModel):
 
 # Every code a service can answer with, by HTTP status. A route documents the subset it can return.
 CODES: dict[int, dict[str, str]] = {
-    400: {"invalid_json": "the body is not valid JSON"},
+    400: {
+        "invalid_json": "the body is not valid JSON",
+        "upstream_rejected_request": "the provider refused the request as malformed (no fallback can fix that)",
+    },
     401: {"unauthorized": "X-Internal-Secret missing or wrong"},
     404: {
         "not_found": "no such route, memory or document",
-        "model_not_found": "unknown logical model (`available` lists the models)",
+        "model_not_found": "unknown logical model (`available_models` lists the models)",
     },
     405: {"method_not_allowed": "the route does not take this method"},
-    413: {"payload_too_large": "the request exceeds a size limit"},
+    413: {
+        "payload_too_large": "the request exceeds a size limit",
+        "upstream_rejected_request": "the provider refused the request as too large",
+    },
     422: {
         "invalid_request": "a field is invalid (`fields` names each one)",
         "context_length_exceeded": "the prompt cannot fit the model's context window",
@@ -67,6 +75,7 @@ CODES: dict[int, dict[str, str]] = {
         "database_unavailable": "PostgreSQL cannot be reached",
         "database_unconfigured": "no database is configured",
         "provider_unconfigured": "no provider of the model's chain is configured",
+        "provider_unavailable": "every provider of the model's chain is skipped (circuit open)",
         "limiter_busy": "the rate-limit store is contended",
         "limiter_unconfigured": "no rate-limit table is configured",
         "limiter_unavailable": "the rate-limit store cannot be reached",
