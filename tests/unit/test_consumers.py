@@ -10,7 +10,9 @@ def test_memory_indexer_accepts_index_batches_and_schedule(memory_db, lambda_con
 
     # ids that name no memory: nothing to embed, nothing failed
     assert handler(load_event("sqs_index_batch.json"), lambda_context) == {"batchItemFailures": []}
-    assert handler(load_event("scheduler_sweep.json"), lambda_context) == {"task": "sweep", "expired": 0, "embedded": 0}
+    swept = handler(load_event("scheduler_sweep.json"), lambda_context)
+    assert {k: swept[k] for k in ("task", "expired", "embedded")} == {"task": "sweep", "expired": 0, "embedded": 0}
+    assert swept["consolidated"]["summaries"] == 0
 
 
 def test_memory_indexer_reports_a_bad_index_request(memory_db, lambda_context):

@@ -56,7 +56,7 @@ def query_mode_kinds(setting: str) -> frozenset[str]:
 
 
 def mode_for(embedder: Embedder, kind: str, query_kinds: frozenset[str]) -> Mode:
-    """The mode a memory of ``kind`` is embedded in (MEMORY_QUERY_MODE_KINDS; measured, see README)."""
+    """The mode a memory of ``kind`` is embedded in (EMBEDDING_QUERY_MODE_KINDS; measured, see README)."""
     if not embedder.has_modes:
         return "plain"
     return "query" if kind in query_kinds else "passage"
