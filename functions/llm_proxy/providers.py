@@ -128,6 +128,10 @@ class CircuitBreaker:
             self._opened_at[provider] = self.clock()
             self._trial.discard(provider)
 
+    def release(self, provider: str) -> None:
+        """The trial call ended without a verdict (deadline, a limit, a local error): let the next call try."""
+        self._trial.discard(provider)
+
     def state(self, provider: str) -> str:
         if provider not in self._opened_at:
             return "closed"

@@ -108,7 +108,7 @@ def _burst(containers, bodies: list[dict[str, Any]]) -> list[tuple[int, dict[str
 @pytest.mark.parametrize(
     ("limit", "limits"),
     [
-        ("agent_requests_per_minute", {"agents": {"AGENT": {"agent_requests_per_minute": 10}}}),
+        ("agent_requests_per_minute", {"agents": {"DAO": {"AGENT": {"agent_requests_per_minute": 10}}}}),
         ("microdao_requests_per_hour", {"microdaos": {"DAO": {"microdao_requests_per_hour": 10}}}),
     ],
 )
@@ -138,14 +138,14 @@ def test_fifty_concurrent_calls_over_ten_containers_admit_exactly_the_limit(
 def test_fifty_concurrent_calls_spend_a_microdao_budget_exactly(
     aws, upstreams, containers, dynamodb_serialises_writes, monkeypatch, tmp_path
 ):
+    from daarion_contracts.tokens import prompt_bound
     from llm_proxy.config import get_config
-    from llm_proxy.providers import estimate_tokens, messages_text
 
     dao = f"dao-{uuid.uuid4().hex[:8]}"
     body = proxy_body(dao=dao)
-    # What one call reserves: the prompt estimate and its max_tokens at gpt-4.1-mini's prices.
+    # What one call reserves: the prompt's bound and its max_tokens at gpt-4.1-mini's prices.
     reserve = math.ceil(
-        get_config().models["gpt-4.1-mini"].cost(estimate_tokens(messages_text(body["messages"])), 256) * 1e6
+        get_config().models["gpt-4.1-mini"].cost(prompt_bound({"messages": body["messages"]}), 256) * 1e6
     )
     budget = (10 * reserve + reserve // 2) / 1e6
     _limits_config(
@@ -162,15 +162,20 @@ def test_fifty_concurrent_calls_spend_a_microdao_budget_exactly(
 
 def test_tokens_per_minute_per_agent(aws, upstreams, monkeypatch, tmp_path):
     agent = f"agent-{uuid.uuid4().hex[:8]}"
-    # each call reserves its prompt estimate + max_tokens (256): two fit in 600, the third does not
+    # each call reserves its prompt bound (65) + max_tokens (256): two fit in 700, the third does not
     _limits_config(
-        os.environ["LLM_PROXY_CONFIG"], monkeypatch, tmp_path, agents={agent: {"agent_tokens_per_minute": 600}}
+        os.environ["LLM_PROXY_CONFIG"],
+        monkeypatch,
+        tmp_path,
+        agents={"dao-42": {agent: {"agent_tokens_per_minute": 700}}},
     )
     _away_from_window_edge(60, margin=3)
     statuses = [invoke_llm("POST", PROXY, proxy_body(agent=agent)).status for _ in range(3)]
     assert statuses == [200, 200, 429]
     too_big = invoke_llm("POST", PROXY, proxy_body(agent=agent, max_tokens=5000))  # capped to 4096 > 600
-    assert too_big.status == 429 and "alone exceeds" in too_big.json()["error"]["message"]
+    # a call that can never fit is not a 429 (clients retry those): 413 naming the limit
+    assert too_big.status == 413 and too_big.json()["error"]["code"] == "request_over_limit"
+    assert too_big.json()["error"]["limit"] == "agent_tokens_per_minute"
 
 
 # ---------------------------------------------------------------------------- usage events
@@ -190,7 +195,10 @@ def _drain(aws) -> list[dict[str, Any]]:
 def test_exactly_one_well_formed_usage_event_per_call_failures_included(aws, upstreams, monkeypatch, tmp_path):
     agent = f"agent-{uuid.uuid4().hex[:8]}"
     _limits_config(
-        os.environ["LLM_PROXY_CONFIG"], monkeypatch, tmp_path, agents={agent: {"agent_requests_per_minute": 5}}
+        os.environ["LLM_PROXY_CONFIG"],
+        monkeypatch,
+        tmp_path,
+        agents={"dao-usage": {agent: {"agent_requests_per_minute": 5}}},
     )
     _away_from_window_edge(60, margin=3)
     _drain(aws)  # not PurgeQueue: SQS allows one purge a minute per queue, and other suites purge it too
@@ -230,7 +238,7 @@ def test_exactly_one_well_formed_usage_event_per_call_failures_included(aws, ups
             invoke_llm(
                 "POST",
                 "/internal/llm/embeddings",
-                {"input": ["a"], "metadata": {"agent_id": agent, "microdao_id": "d"}},
+                {"input": ["a"], "metadata": {"agent_id": agent, "microdao_id": "dao-usage"}},
             ),
         ),
         ("error", "rate_limited", invoke_llm("POST", PROXY, proxy_body(agent=agent, dao="dao-usage"))),

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from daarion_common.usage_ledger import query
+from daarion_common.usage_ledger import query, tenant
 from tests.fixtures.usage import drain, llm_event, tool_event
 from usage_recorder.app import handler
 
@@ -77,8 +77,11 @@ def test_every_event_delivered_twice_counts_once(aws):
     assert Decimal(str(totals["cost_usd"])) == round(sum(Decimal(str(e.cost_usd)) for e in llm), 8)
     assert totals["tool_calls"] == len(tools) and totals["tool_errors"] == sum(e.status == "error" for e in tools)
     # the same numbers through the agent's partition and the per-model/day partition
-    assert _report(aws, group_by=["day"], agent_id=agent)["totals"] == totals
-    by_model = {s["key"]["model"]: s["requests"] for s in _report(aws, group_by=["model"], agent_id=agent)["series"]}
+    assert _report(aws, group_by=["day"], agent_id=agent, microdao_id=dao)["totals"] == totals
+    by_model = {
+        s["key"]["model"]: s["requests"]
+        for s in _report(aws, group_by=["model"], agent_id=agent, microdao_id=dao)["series"]
+    }
     assert by_model == {
         "gpt-4.1-mini": sum(e.model == "gpt-4.1-mini" for e in llm),
         "deepseek-r1": sum(e.model == "deepseek-r1" for e in llm),
@@ -138,7 +141,8 @@ def test_raw_events_expire_by_ttl_and_aggregates_do_not(aws, monkeypatch):
     raw = ddb.get_item(TableName=table, Key={"pk": {"S": f"EVENT#{event.event_id}"}, "sk": {"S": "EVENT"}})["Item"]
     assert int(raw["expires_at"]["N"]) == int((event.occurred_at + timedelta(days=30)).timestamp())
     aggregate = ddb.get_item(
-        TableName=table, Key={"pk": {"S": f"AGENT#{agent}"}, "sk": {"S": "DAY#2026-11-20#LLM#gpt-4.1-mini"}}
+        TableName=table,
+        Key={"pk": {"S": f"AGENT#{tenant(dao, agent)}"}, "sk": {"S": "DAY#2026-11-20#LLM#gpt-4.1-mini"}},
     )
     assert "expires_at" not in aggregate["Item"] and aggregate["Item"]["requests"]["N"] == "1"
 

@@ -27,7 +27,7 @@ def test_incomplete_event_is_rejected():
 
 @pytest.mark.parametrize(
     "change",
-    [{"type": "mystery"}, {"prompt_tokens": -1}, {"status": "maybe"}, {"unexpected": 1}, {"schema_version": 2}],
+    [{"type": "mystery"}, {"prompt_tokens": -1}, {"status": "maybe"}, {"unexpected": 1}, {"schema_version": 3}],
 )
 def test_unknown_or_invalid_fields_are_rejected(change):
     body = json.loads(load_event("sqs_usage_batch.json")["Records"][0]["body"])
