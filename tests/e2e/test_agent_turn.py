@@ -77,10 +77,23 @@ class FailingTarget:
         self.host_port = f"127.0.0.1:{self.server.server_address[1]}"
 
 
+def _warm(stack: LocalStack) -> None:
+    """Initialise each function once (the embedding model, the first database connection, imports), as
+    a warm Lambda container is: these tests are about what a turn does within its deadline, not about
+    cold starts, which `make bench` measures."""
+    headers = {"X-Internal-Secret": "dev-secret-token"}
+    who = {"agent_id": "agent:warm-up", "microdao_id": "microdao:warm-up"}
+    httpx.post(f"{stack.memory}/internal/agent-memory/query", json={**who, "query": "warm up", "limit": 1},
+               headers=headers, timeout=120).raise_for_status()  # fmt: skip
+    httpx.get(f"{stack.toolcore}/internal/tools", params=who, headers=headers, timeout=120).raise_for_status()
+    httpx.get(f"{stack.llm_proxy}/internal/llm/models", headers=headers, timeout=120).raise_for_status()
+
+
 def _stack(env: dict[str, str]) -> Iterator[LocalStack]:
     state = Path(tempfile.mkdtemp(prefix="daarion-test-agent-"))
     stack = start_local_stack(state, env={"DEVSTACK_SCHEDULE_SECONDS": "3600", **env})
     try:
+        _warm(stack)
         yield stack
     finally:
         stack.stop()

@@ -54,6 +54,17 @@ def _not_blank(value: str, what: str) -> str:
 
 
 class QueryRequest(WireModel):
+    """agent-runtime's query: the agent's own memories, the microDAO's knowledge base, the channel's context."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"agent_id": "agent:sofia", "microdao_id": "microdao:7", "channel_id": "channel:general",
+                 "query": "Коли голосування за бюджет?", "limit": 5}
+            ]
+        }
+    )  # fmt: skip
+
     agent_id: Identifier
     microdao_id: Identifier
     channel_id: Identifier | None = None
@@ -68,6 +79,16 @@ class QueryRequest(WireModel):
 
 
 class StoreRequest(WireModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"agent_id": "agent:sofia", "microdao_id": "microdao:7", "channel_id": "channel:general",
+                 "kind": "conversation", "content": {"user_message": "Голосування в п'ятницю?",
+                 "agent_reply": "Так, о 18:00.", "timestamp": "2026-11-25T14:03:58Z"}}
+            ]
+        }
+    )  # fmt: skip
+
     agent_id: Identifier
     microdao_id: Identifier
     channel_id: Identifier | None = None
@@ -106,6 +127,12 @@ class StoreRequest(WireModel):
 
 
 class SummarizeRequest(WireModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"agent_id": "agent:sofia", "microdao_id": "microdao:7", "channel_id": "channel:general"}]
+        }
+    )
+
     agent_id: Identifier
     microdao_id: Identifier
     channel_id: Identifier
@@ -118,10 +145,11 @@ class ForgetRequest(WireModel):
 
     model_config = ConfigDict(
         json_schema_extra={
+            "examples": [{"microdao_id": "microdao:7", "agent_id": "agent:sofia", "kinds": ["task"]}],
             "anyOf": [
                 {"required": ["agent_id"], "properties": {"agent_id": {"type": "string"}}},
                 {"required": ["channel_id"], "properties": {"channel_id": {"type": "string"}}},
-            ]
+            ],
         }
     )
 
@@ -144,10 +172,19 @@ class DocumentRequest(WireModel):
 
     model_config = ConfigDict(
         json_schema_extra={
+            "examples": [
+                {
+                    "microdao_id": "microdao:7",
+                    "agent_id": "agent:sofia",
+                    "document_id": "treasury.md",
+                    "title": "Treasury",
+                    "markdown": "# Treasury\n\nGrants are paid in USDC after the council's vote.",
+                }
+            ],
             "oneOf": [
                 {"required": ["text"], "properties": {"text": {"type": "string"}, "markdown": {"type": "null"}}},
                 {"required": ["markdown"], "properties": {"markdown": {"type": "string"}, "text": {"type": "null"}}},
-            ]
+            ],
         }
     )
 
