@@ -294,6 +294,80 @@ def test_unreachable_usage_queue_logs_for_reconciliation_and_still_answers(
     )
 
 
+def test_reconcile_lines_replayed_from_the_logs_are_counted_once(aws, upstreams, monkeypatch, tmp_path, caplog):
+    """Queue unreachable -> the proxy logs the event -> ops.replay_usage sends it from a CloudWatch Logs
+    export -> the recorder counts it once; replaying the same lines again changes nothing."""
+    import io
+    from datetime import timedelta
+
+    from daarion_common.observability import logger
+    from daarion_common.usage_ledger import query
+    from ops import replay_usage
+    from tests.fixtures.usage import drain
+    from usage_recorder.app import handler
+
+    aws.purge_queues()
+    agent, dao = f"agent-{uuid.uuid4().hex[:8]}", f"dao-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # the queue is unreachable
+    monkeypatch.delenv("RATE_LIMIT_TABLE")
+    get_settings.cache_clear()
+    aws_clients.reset_clients()
+    upstreams.openai.script(Reply.text("logged", prompt_tokens=11, completion_tokens=3))
+    with caplog.at_level("ERROR"):
+        out = invoke_llm("POST", PROXY, proxy_body(agent=agent, dao=dao))
+    assert out.status == 200
+    (record,) = [r for r in caplog.records if getattr(r, "reconcile", False)]
+    line = logger.registered_formatter.format(record)  # the JSON line the function writes to its log
+    assert json.loads(line)["reconcile"] is True
+
+    # the queue is back; an operator exports the log group and replays it
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws.endpoint)
+    get_settings.cache_clear()
+    aws_clients.reset_clients()
+    export = tmp_path / "export.txt"
+    export.write_text(
+        "2026-12-01T10:00:00.000Z START RequestId: 1f0c Version: $LATEST\n"
+        + '{"level":"INFO","message":"served","reconcile":false}\n'
+        + f"2026-12-01T10:00:01.000Z {line}\n"  # an S3 export line: timestamp, then the log line
+        + json.dumps({"timestamp": 1764583201000, "message": line})
+        + "\n"  # a filter-log-events record
+    )
+    usage = aws.resolver.physical["UsageQueue"]
+    day = usage_event_adapter.validate_python(record.usage_event).occurred_at.date()
+
+    def totals() -> dict[str, Any]:
+        report = query(
+            aws.clients["dynamodb"], aws.ref("UsageTable"), date_from=day - timedelta(days=1),
+            date_to=day + timedelta(days=1), group_by=["day"], microdao_id=dao,
+        )  # fmt: skip
+        return report.as_dict()["totals"]
+
+    assert replay_usage.main([str(export), "--queue-url", aws.ref("UsageQueue")]) == 0
+    delivery = drain(aws.clients["sqs"], usage["QueueUrl"], usage["Arn"], handler)
+    assert delivery.records == 1 and delivery.failures == []  # the two shapes of one line: one event sent
+    first = totals()
+    assert (first["requests"], first["prompt_tokens"], first["completion_tokens"]) == (1, 11, 3)
+
+    monkeypatch.setenv("USAGE_QUEUE_URL", aws.ref("UsageQueue"))
+    assert replay_usage.main(["-"], stdin=io.StringIO(export.read_text())) == 0  # again, from stdin
+    delivery = drain(aws.clients["sqs"], usage["QueueUrl"], usage["Arn"], handler)
+    assert delivery.records == 1 and delivery.failures == []
+    assert totals() == first
+    dlq = aws.clients["sqs"].receive_message(QueueUrl=aws.ref("UsageDeadLetterQueue"), WaitTimeSeconds=0)
+    assert not dlq.get("Messages")
+
+
+def test_replay_refuses_invalid_reconcile_lines(tmp_path, capsys):
+    from ops import replay_usage
+
+    bad = {"reconcile": True, "usage_event": {"type": "llm_call", "agent_id": "a"}, "message": "x"}
+    lines = tmp_path / "bad.log"
+    lines.write_text(json.dumps(bad) + "\nnot json at all\n")
+    assert replay_usage.main([str(lines), "--dry-run"]) == 1
+    out = capsys.readouterr()
+    assert "0 usage event(s) to replay, 1 invalid, 1 other line(s)" in out.out and "line 1" in out.err
+
+
 # ---------------------------------------------------------------------------- keys
 def test_provider_key_from_secrets_manager_never_appears_in_logs_or_responses(
     aws, scripted_llm, monkeypatch, tmp_path, capsys, caplog
