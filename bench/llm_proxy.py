@@ -89,7 +89,9 @@ def main() -> None:
         _, resolver, _ = provision(clients, database_url=None, internal_secret="dev-secret-token")
         config = yaml.safe_load((ROOT / "functions" / "llm_proxy" / "routing.yaml").read_text())
         big = 10**12
-        config["limits"]["agents"] = {"bench": {"agent_requests_per_minute": big, "agent_tokens_per_minute": big}}
+        config["limits"]["agents"] = {
+            "dao-bench": {"bench": {"agent_requests_per_minute": big, "agent_tokens_per_minute": big}}
+        }
         config["limits"]["microdaos"] = {"dao-bench": {"microdao_requests_per_hour": big}}
         config_path = Path(tempfile.mkdtemp()) / "routing.json"
         config_path.write_text(json.dumps(config))

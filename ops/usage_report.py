@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--to", dest="date_to", default=today.isoformat())
     parser.add_argument("--chart", help="write a PNG of daily cost per agent (needs --microdao or --agent)")
     args = parser.parse_args(argv)
+    if args.agent and not args.microdao:
+        raise SystemExit("--agent needs --microdao: an agent's usage is its usage in one microDAO")
     base = {"from": args.date_from, "to": args.date_to}
     if args.microdao:
         base["microdao_id"] = args.microdao

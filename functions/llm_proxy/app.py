@@ -149,7 +149,7 @@ _CALL_ERRORS: dict[int, list[str]] = {
     400: ["invalid_json", "upstream_rejected_request"],
     401: ["unauthorized"],
     404: ["model_not_found"],
-    413: ["payload_too_large", "upstream_rejected_request"],
+    413: ["payload_too_large", "upstream_rejected_request", "request_over_limit"],
     422: ["invalid_request"],
     429: ["rate_limited"],
     502: ["upstream_error"],
@@ -508,9 +508,7 @@ async def _relay(
         yield f"data: {json.dumps(error)}\n\n"
     finally:
         opened.close()
-        service.finish_stream(
-            ctx, opened.candidate, providers.messages_text(body["messages"]), "".join(content), usage_seen
-        )
+        service.finish_stream(ctx, opened.candidate, body, "".join(content), usage_seen)
         _emit(ctx, "error" if error_code else "ok", error_code)
 
 

@@ -70,13 +70,15 @@ class LimitsConfig(_Strict):
     defaults: LimitValues = LimitValues(
         agent_requests_per_minute=10, agent_tokens_per_minute=100_000, microdao_requests_per_hour=100
     )
-    agents: dict[str, LimitValues] = Field(default_factory=dict)
+    # Agents are tenants' agents: ``agents: {<microdao_id>: {<agent_id>: {...}}}``. The same agent id in
+    # two microDAOs is two agents with two sets of limits.
+    agents: dict[str, dict[str, LimitValues]] = Field(default_factory=dict)
     microdaos: dict[str, LimitValues] = Field(default_factory=dict)
 
     def for_call(self, agent_id: str, microdao_id: str) -> LimitValues:
-        """Defaults, overridden by the agent's and the microDAO's entries (only the fields they set)."""
+        """Defaults, overridden by the microDAO's entry, then by its agent's (only the fields they set)."""
         merged = self.defaults.model_dump()
-        for override in (self.agents.get(agent_id), self.microdaos.get(microdao_id)):
+        for override in (self.microdaos.get(microdao_id), self.agents.get(microdao_id, {}).get(agent_id)):
             if override is not None:
                 merged.update(override.model_dump(exclude_unset=True))
         return LimitValues(**merged)

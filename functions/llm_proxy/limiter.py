@@ -2,16 +2,21 @@
 
 One ``TransactWriteItems`` per call (one AWS call on the hot path) updates every counter the call
 touches, each with a condition that the counter has room; DynamoDB applies all or none, atomically,
-so N concurrent containers can never admit more than the limit. Counters live in fixed windows:
+so N concurrent containers can never admit more than the limit. Counters live in fixed windows, keyed
+per tenant (:func:`tenant`: the microDAO and the agent, unambiguous whatever characters they hold):
 
-- ``agent#{id}#m#{minute}``: ``requests`` (requests/minute/agent) and ``tokens`` (tokens/minute/agent);
+- ``agent#{tenant}#m#{minute}``: ``requests`` (requests/minute/agent) and ``tokens`` (tokens/minute/agent);
 - ``dao#{id}#h#{hour}``: ``requests`` (requests/hour/microDAO);
 - ``dao#{id}#d#{day}``: ``usd_micros`` (USD/day/microDAO budget, in millionths of a dollar).
 
-Tokens and dollars are reserved up front from an upper bound (prompt estimate + the call's max_tokens
-at the model's prices), because a second write after the call would be a third AWS call. Reserving
-the upper bound means a budget is never overspent; the exact figures are in the usage events.
+Tokens and dollars are reserved up front from an upper bound (``daarion_contracts.tokens`` for the prompt,
+every choice at the capped completion limit, at the model's prices); a fallback to a dearer model first
+extends the reservation (:func:`extend`). The :class:`Admission` says which counters hold how much; the
+usage event carries it and the usage recorder corrects those counters to what was billed, off the hot path.
 Each item expires (TTL ``expires_at``) a while after its window ends.
+
+Every transaction carries a ``ClientRequestToken`` (a fresh one per attempt of ours, the same across the
+SDK's own retries), so a retry after a lost response cannot count twice.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 from daarion_common.errors import ApiError
 from daarion_common.settings import get_settings
+from daarion_common.usage_ledger import tenant
 from llm_proxy.config import LimitsConfig, LimitValues
 
 _TTL_GRACE_S = 3600
@@ -40,11 +47,24 @@ class Counter:
     window_end: float
 
 
+@dataclass(frozen=True)
+class Held:
+    """An amount held on one counter (what a correction adjusts)."""
+
+    pk: str
+    attribute: str  # ``tokens`` or ``usd_micros``
+    amount: int
+
+
 @dataclass
 class Admission:
-    """The outcome: ``aws_calls`` and ``aws_ms`` are reported separately by the benchmark."""
+    """The outcome: what is held where, and (for the benchmark) ``aws_calls`` and ``aws_ms``."""
 
     enforced: bool
+    now: float = 0.0
+    tokens: int = 0
+    usd_micros: int = 0
+    held: list[Held] = field(default_factory=list)
     aws_calls: int = 0
     aws_ms: float = 0.0
 
@@ -54,7 +74,7 @@ def counters_for(
 ) -> list[Counter]:
     minute, hour, day = int(now // 60), int(now // 3600), int(now // 86400)
     out: list[Counter] = []
-    agent_pk = f"agent#{agent_id}#m#{minute}"
+    agent_pk = f"agent#{tenant(microdao_id, agent_id)}#m#{minute}"
     if limits.agent_requests_per_minute is not None:
         out.append(
             Counter(
@@ -99,6 +119,19 @@ def counters_for(
 
 def _too_big(counter: Counter) -> bool:
     return counter.increment > counter.limit
+
+
+def _never_fits(counter: Counter) -> ApiError:
+    """A call larger than the limit itself: no retry can help, so not a 429 (clients retry those)."""
+    shown = counter.limit / 1_000_000 if counter.attribute == "usd_micros" else counter.limit
+    needed = counter.increment / 1_000_000 if counter.attribute == "usd_micros" else counter.increment
+    return ApiError(
+        413,
+        "request_over_limit",
+        f"This call alone needs {needed:g} of limit {counter.limit_name} ({shown:g}); it can never be admitted. "
+        "Lower max_tokens / n or shorten the prompt.",
+        extra={"limit": counter.limit_name, "limit_value": shown},
+    )
 
 
 def _rejection(counter: Counter, now: float, detail: str = "") -> ApiError:
@@ -155,31 +188,59 @@ def _which_counter(counters: list[Counter], pk: str, old: dict[str, Any] | None)
 
 
 def admit(
-    limits_config: LimitsConfig, agent_id: str, microdao_id: str, *, tokens: int, usd: float, now: float | None = None
+    limits_config: LimitsConfig,
+    agent_id: str,
+    microdao_id: str,
+    *,
+    tokens: int,
+    usd: float,
+    now: float | None = None,
 ) -> Admission:
-    """Count this call against every limit it falls under, or raise ApiError(429) naming the limit.
+    """Count this call against every limit it falls under, or raise ApiError(429) naming the limit
+    (413 ``request_over_limit`` when the call alone is larger than a limit).
 
     No table configured: locally the limits are off (said once in the log); deployed it is an error.
     """
-    settings = get_settings()
     now = time.time() if now is None else now
     counters = counters_for(
-        limits_config.for_call(agent_id, microdao_id),
-        agent_id,
-        microdao_id,
-        tokens,
-        math.ceil(usd * 1_000_000),
-        now,
+        limits_config.for_call(agent_id, microdao_id), agent_id, microdao_id, tokens, math.ceil(usd * 1_000_000), now
     )
+    return _apply(limits_config, counters, Admission(enforced=False, now=now), tokens, math.ceil(usd * 1_000_000))
+
+
+def extend(
+    limits_config: LimitsConfig, admission: Admission, agent_id: str, microdao_id: str, *, tokens: int, usd: float
+) -> Admission:
+    """Hold ``tokens`` and ``usd`` more on the counters of ``admission``'s windows (a fallback to a dearer
+    model), or raise the limit's 429 and hold nothing more. Requests are not counted again."""
+    micros = math.ceil(usd * 1_000_000)
+    if tokens <= 0 and micros <= 0:
+        return admission
+    counters = [
+        c
+        for c in counters_for(
+            limits_config.for_call(agent_id, microdao_id), agent_id, microdao_id,
+            max(tokens, 0), max(micros, 0), admission.now,
+        )
+        if c.attribute in ("tokens", "usd_micros")
+    ]  # fmt: skip
+    return _apply(limits_config, counters, admission, max(tokens, 0), max(micros, 0))
+
+
+def _apply(
+    limits_config: LimitsConfig, counters: list[Counter], admission: Admission, tokens: int, usd_micros: int
+) -> Admission:
+    settings = get_settings()
+    now = admission.now
     for counter in counters:
         if _too_big(counter):
-            raise _rejection(counter, now, " (this one call alone exceeds it)")
+            raise _never_fits(counter)
     if not counters:
-        return Admission(enforced=False)
+        return admission
     table = settings.rate_limit_table
     if not table:
         if settings.is_local:
-            return Admission(enforced=False)
+            return admission
         raise ApiError(503, "limiter_unconfigured", "RATE_LIMIT_TABLE is not set; refusing calls.")
 
     from botocore.exceptions import BotoCoreError, ClientError
@@ -188,13 +249,20 @@ def admit(
 
     ddb = client("dynamodb")
     items = _transact_items(table, counters, now)
-    admission = Admission(enforced=True)
     for attempt in range(_CONFLICT_RETRIES):
         started = time.perf_counter()
         try:
             admission.aws_calls += 1
-            ddb.transact_write_items(TransactItems=items)
+            # a fresh token per attempt of ours (the previous one was cancelled: nothing applied); botocore's
+            # own retries of this call reuse it, so a retry after a lost response is not counted twice
+            ddb.transact_write_items(TransactItems=items, ClientRequestToken=str(uuid.uuid4()))
             admission.aws_ms += (time.perf_counter() - started) * 1000
+            admission.enforced = True
+            admission.tokens += tokens
+            admission.usd_micros += usd_micros
+            admission.held.extend(
+                Held(c.pk, c.attribute, c.increment) for c in counters if c.attribute in ("tokens", "usd_micros")
+            )
             return admission
         except ClientError as exc:
             admission.aws_ms += (time.perf_counter() - started) * 1000

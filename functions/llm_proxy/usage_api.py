@@ -83,6 +83,8 @@ def usage(
     dims = group_by.split(",")
     if len(set(dims)) != len(dims):
         problems.append(("group_by", "one or two of day, model, agent (comma-separated), each once"))
+    elif agent_id and not microdao_id:
+        problems.append(("microdao_id", "required with agent_id: an agent's usage is its usage in one microDAO"))
     elif "agent" in dims and not (agent_id or microdao_id):
         problems.append(("group_by", "grouping by agent needs agent_id or microdao_id"))
     if problems:

@@ -2,7 +2,9 @@
 
 Each record is validated against the shared event schema and written with its aggregates in one
 DynamoDB transaction conditional on the event id (see ``daarion_common.usage_ledger``), so a
-redelivered event changes nothing. A malformed record, or one whose write fails, is reported as a
+redelivered event changes nothing. Then the LLM Proxy's reservation is corrected on the rate-limit
+counters to what the provider billed (``correct``: idempotent per counter item, off the proxy's hot path).
+Schema versions 1 and 2 are both accepted (a rollout). A malformed record, or one whose write fails, is reported as a
 batch item failure: SQS redelivers it, and after the queue's maxReceiveCount it sits in the DLQ —
 without blocking the rest of the batch.
 """
@@ -19,6 +21,7 @@ from daarion_common.aws import client
 from daarion_common.events import usage_event_adapter
 from daarion_common.observability import MetricUnit, logger, metrics
 from daarion_common.settings import get_settings
+from daarion_common.usage_ledger import correct
 from daarion_common.usage_ledger import record as record_event
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -37,11 +40,16 @@ def record_handler(record: SQSRecord) -> None:
     settings = get_settings()
     if not settings.usage_table:
         raise RuntimeError("USAGE_TABLE is not set")
-    if record_event(client("dynamodb"), settings.usage_table, event, settings.usage_retention_days):
+    dynamodb = client("dynamodb")
+    if record_event(dynamodb, settings.usage_table, event, settings.usage_retention_days):
         metrics.add_metric(name="UsageEventsRecorded", unit=MetricUnit.Count, value=1)
     else:
         metrics.add_metric(name="UsageEventsDuplicate", unit=MetricUnit.Count, value=1)
         logger.info("duplicate usage event ignored", extra={"event_id": event.event_id})
+    # Corrections run for a duplicate too (a crash may have come between the two steps): each counter
+    # item applies an event's correction at most once.
+    if settings.rate_limit_table and correct(dynamodb, settings.rate_limit_table, event):
+        metrics.add_metric(name="LimitCorrections", unit=MetricUnit.Count, value=1)
 
 
 @logger.inject_lambda_context(clear_state=True)

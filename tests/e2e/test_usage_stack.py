@@ -83,6 +83,8 @@ def test_n_calls_some_failing_are_all_in_the_usage_api(stack):
     assert totals["cost_usd"] == pytest.approx((prompt_tokens * PRICE_IN + 20 * len(ok) * PRICE_OUT) / 1e6, rel=1e-6)
     assert [s["key"]["agent"] for s in body["series"]] == [agent]
     by_model = httpx.get(
-        f"{running.llm_proxy}/internal/llm/usage", headers=SECRET, params={"agent_id": agent, "group_by": "model"}
+        f"{running.llm_proxy}/internal/llm/usage",
+        headers=SECRET,
+        params={"agent_id": agent, "microdao_id": dao, "group_by": "model"},
     ).json()
     assert {s["key"]["model"]: s["requests"] for s in by_model["series"]} == {"gpt-4.1-mini": 8}

@@ -69,7 +69,14 @@ def test_group_by_agent_and_model(ledger, lambda_context):
     costs = {s["key"]["agent"]: s["cost_usd"] for s in by_agent["series"]}
     assert costs == {ledger["sofia"]: pytest.approx(0.003), ledger["max"]: pytest.approx(0.0005)}
     _, by_model = _get(
-        {"agent_id": ledger["sofia"], "from": "2026-11-18", "to": "2026-11-20", "group_by": "model", "kind": "llm"},
+        {
+            "agent_id": ledger["sofia"],
+            "microdao_id": ledger["dao"],
+            "from": "2026-11-18",
+            "to": "2026-11-20",
+            "group_by": "model",
+            "kind": "llm",
+        },
         lambda_context,
     )
     assert {s["key"]["model"]: s["requests"] for s in by_model["series"]} == {"gpt-4.1-mini": 1, "deepseek-r1": 1}

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from daarion_common.usage_ledger import query
+from daarion_common.usage_ledger import query, tenant
 from tests.fixtures.usage import drain, llm_event, tool_event
 from usage_recorder.app import handler
 
@@ -77,8 +77,11 @@ def test_every_event_delivered_twice_counts_once(aws):
     assert Decimal(str(totals["cost_usd"])) == round(sum(Decimal(str(e.cost_usd)) for e in llm), 8)
     assert totals["tool_calls"] == len(tools) and totals["tool_errors"] == sum(e.status == "error" for e in tools)
     # the same numbers through the agent's partition and the per-model/day partition
-    assert _report(aws, group_by=["day"], agent_id=agent)["totals"] == totals
-    by_model = {s["key"]["model"]: s["requests"] for s in _report(aws, group_by=["model"], agent_id=agent)["series"]}
+    assert _report(aws, group_by=["day"], agent_id=agent, microdao_id=dao)["totals"] == totals
+    by_model = {
+        s["key"]["model"]: s["requests"]
+        for s in _report(aws, group_by=["model"], agent_id=agent, microdao_id=dao)["series"]
+    }
     assert by_model == {
         "gpt-4.1-mini": sum(e.model == "gpt-4.1-mini" for e in llm),
         "deepseek-r1": sum(e.model == "deepseek-r1" for e in llm),
@@ -138,7 +141,8 @@ def test_raw_events_expire_by_ttl_and_aggregates_do_not(aws, monkeypatch):
     raw = ddb.get_item(TableName=table, Key={"pk": {"S": f"EVENT#{event.event_id}"}, "sk": {"S": "EVENT"}})["Item"]
     assert int(raw["expires_at"]["N"]) == int((event.occurred_at + timedelta(days=30)).timestamp())
     aggregate = ddb.get_item(
-        TableName=table, Key={"pk": {"S": f"AGENT#{agent}"}, "sk": {"S": "DAY#2026-11-20#LLM#gpt-4.1-mini"}}
+        TableName=table,
+        Key={"pk": {"S": f"AGENT#{tenant(dao, agent)}"}, "sk": {"S": "DAY#2026-11-20#LLM#gpt-4.1-mini"}},
     )
     assert "expires_at" not in aggregate["Item"] and aggregate["Item"]["requests"]["N"] == "1"
 
@@ -171,3 +175,72 @@ def test_sample_batch_from_tests_events(aws, lambda_context):
 def test_grouping_by_agent_without_a_scope_is_refused(aws, group_by):
     with pytest.raises(ValueError, match="needs agent_id or microdao_id"):
         _report(aws, group_by=group_by)
+
+
+def test_injected_transaction_conflicts_every_event_counted_once_none_in_the_dlq(aws, monkeypatch):
+    """moto never cancels a transaction for a conflict; DynamoDB does when two transactions write the same
+    aggregate. A botocore ``before-call`` hook on the recorder's own client answers the first K
+    TransactWriteItems with DynamoDB's TransactionCanceledException [TransactionConflict] (the write never
+    reaches moto, as a cancelled transaction writes nothing). Real SQS batches go through the recorder:
+    conflicts are retried in place, a record that exhausts its retries is redelivered, and every event is
+    counted exactly once with nothing in the DLQ."""
+    from botocore.awsrequest import AWSResponse
+
+    from daarion_common import usage_ledger
+    from daarion_common.aws import client
+
+    aws.purge_queues()
+    dao = f"dao-{uuid.uuid4().hex[:8]}"
+    agents = [f"agent-{uuid.uuid4().hex[:6]}" for _ in range(3)]  # few agents: shared aggregate items
+    events = [
+        llm_event(agents[i % 3], dao, prompt_tokens=10 + i, completion_tokens=i, total_tokens=10 + 2 * i)
+        if i % 4
+        else tool_event(agents[i % 3], dao, replay=i % 8 == 0)
+        for i in range(40)
+    ]
+    K = 20  # more than CONFLICT_RETRIES in a row: the first records exhaust their retries and are redelivered
+    assert usage_ledger.CONFLICT_RETRIES < K
+    calls = {"transactions": 0, "conflicts": 0}
+
+    def conflict(**kwargs):
+        calls["transactions"] += 1
+        if calls["conflicts"] >= K:
+            return None  # let the call through to moto
+        calls["conflicts"] += 1
+        reasons = [{"Code": "None"}, {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}]
+        parsed = {
+            "Error": {
+                "Code": "TransactionCanceledException",
+                "Message": "Transaction cancelled, please refer cancellation reasons for specific reasons "
+                "[None, TransactionConflict]",
+            },
+            "CancellationReasons": reasons,
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        return AWSResponse("https://dynamodb.us-east-1.amazonaws.com/", 400, {}, None), parsed
+
+    monkeypatch.setattr(usage_ledger, "_backoff", lambda attempt: None)  # no jitter sleeps in the test
+    recorder_dynamodb = client("dynamodb")  # the client the recorder's handler uses
+    recorder_dynamodb.meta.events.register("before-call.dynamodb.TransactWriteItems", conflict, unique_id="conflicts")
+    try:
+        _send(aws, [e.model_dump_json() for e in events])
+        delivery = _drain(aws)
+    finally:
+        recorder_dynamodb.meta.events.unregister("before-call.dynamodb.TransactWriteItems", unique_id="conflicts")
+
+    assert calls["conflicts"] == K
+    assert len(delivery.failures) == K // usage_ledger.CONFLICT_RETRIES  # exhausted retries -> redelivered
+    assert delivery.records == len(events) + len(delivery.failures)
+    llm = [e for e in events if e.type == "llm_call"]
+    tools = [e for e in events if e.type == "tool_call"]
+    totals = _report(aws, group_by=["day"], microdao_id=dao)["totals"]
+    assert totals["requests"] == len(llm)
+    assert totals["prompt_tokens"] == sum(e.prompt_tokens for e in llm)
+    assert totals["completion_tokens"] == sum(e.completion_tokens for e in llm)
+    assert totals["tool_calls"] == sum(not e.replay for e in tools)
+    assert totals["tool_replays"] == sum(e.replay for e in tools)
+    for agent in agents:  # and per agent, through the agent's own partition
+        mine = [e for e in llm if e.agent_id == agent]
+        assert _report(aws, group_by=["day"], agent_id=agent, microdao_id=dao)["totals"]["requests"] == len(mine)
+    dlq = aws.clients["sqs"].receive_message(QueueUrl=aws.ref("UsageDeadLetterQueue"), WaitTimeSeconds=0)
+    assert not dlq.get("Messages")

@@ -27,7 +27,7 @@ def test_incomplete_event_is_rejected():
 
 @pytest.mark.parametrize(
     "change",
-    [{"type": "mystery"}, {"prompt_tokens": -1}, {"status": "maybe"}, {"unexpected": 1}, {"schema_version": 2}],
+    [{"type": "mystery"}, {"prompt_tokens": -1}, {"status": "maybe"}, {"unexpected": 1}, {"schema_version": 3}],
 )
 def test_unknown_or_invalid_fields_are_rejected(change):
     body = json.loads(load_event("sqs_usage_batch.json")["Records"][0]["body"])
@@ -53,3 +53,45 @@ def test_round_trip_keeps_every_field():
 def test_index_request_defaults():
     request = IndexRequest(memory_ids=["a"])
     assert request.type == "index" and request.event_id
+
+
+def test_the_recorder_accepts_both_schema_versions_during_a_rollout():
+    body = json.loads(load_event("sqs_usage_batch.json")["Records"][0]["body"])
+    v1 = usage_event_adapter.validate_python({**body, "schema_version": 1})
+    assert v1.schema_version == 1 and v1.reservation is None and v1.charge == "actual"
+    held = {"tokens": 10, "usd_micros": 5, "counters": [{"pk": "p", "attribute": "tokens", "amount": 10}]}
+    v2 = usage_event_adapter.validate_python({**body, "schema_version": 2, "reservation": held, "charge": "reserved"})
+    assert v2.reservation.tokens == 10
+    with pytest.raises(ValidationError):  # a version 1 event cannot carry version 2 fields
+        usage_event_adapter.validate_python({**body, "schema_version": 1, "charge": "reserved"})
+
+
+def test_a_replayed_tool_call_is_a_replay_not_another_call():
+    from daarion_common.usage_ledger import increments
+
+    replay = ToolCallEvent(
+        agent_id="a", microdao_id="d", latency_ms=1, status="ok", tool_id="t", replay=True, attempts=0
+    )
+    assert increments(replay)["tool_replays"] == 1 and "tool_calls" not in increments(replay)
+    first = ToolCallEvent(agent_id="a", microdao_id="d", latency_ms=1, status="ok", tool_id="t", attempts=2)
+    assert increments(first)["tool_calls"] == 1 and "tool_replays" not in increments(first)
+
+
+def test_corrections_bring_each_counter_to_the_billed_figures():
+    from daarion_common.usage_ledger import corrections
+
+    held = {
+        "tokens": 400, "usd_micros": 900,
+        "counters": [
+            {"pk": "agent#x", "attribute": "tokens", "amount": 300},
+            {"pk": "dao#d", "attribute": "usd_micros", "amount": 700},
+            {"pk": "dao#d", "attribute": "usd_micros", "amount": 200},  # a fallback's extension
+            {"pk": "agent#x", "attribute": "tokens", "amount": 100},
+        ],
+    }  # fmt: skip
+    event = LlmCallEvent(
+        agent_id="a", microdao_id="d", latency_ms=1, status="ok", model="m",
+        prompt_tokens=50, completion_tokens=20, cost_usd=0.0001, reservation=held,
+    )  # fmt: skip
+    assert corrections(event) == {("agent#x", "tokens"): 70 - 400, ("dao#d", "usd_micros"): 100 - 900}
+    assert corrections(event.model_copy(update={"charge": "reserved"})) == {}  # unknown: the reservation stands

@@ -157,3 +157,39 @@ def test_least_privilege_no_wildcard_policies():
         for policy in res["Properties"].get("Policies", []):
             assert isinstance(policy, dict), f"{logical_id} attaches a managed policy by name: {policy}"
             assert not any("FullAccess" in name for name in policy), logical_id
+
+
+def test_usage_recorder_corrects_reservations_on_the_rate_limit_table():
+    recorder = FUNCTIONS["UsageRecorderFunction"]["Properties"]
+    assert recorder["Environment"]["Variables"]["RATE_LIMIT_TABLE"] == {"Ref": "RateLimitTable"}
+    writable = [p["DynamoDBWritePolicy"]["TableName"] for p in recorder["Policies"] if "DynamoDBWritePolicy" in p]
+    assert {"Ref": "RateLimitTable"} in writable and {"Ref": "UsageTable"} in writable
+    # and the local stack (which reads the template) gives the recorder the same table
+    assert SPECS["UsageRecorderFunction"].environment["RATE_LIMIT_TABLE"] == "ref-RateLimitTable"
+
+
+def test_every_function_has_a_declared_log_group_with_retention():
+    groups = tpl.resources_of_type(TEMPLATE, "AWS::Logs::LogGroup").values()
+    names = {g["Properties"]["LogGroupName"]["Fn::Sub"] for g in groups}
+    assert names == {f"/aws/lambda/${{{logical_id}}}" for logical_id in FUNCTIONS}
+    assert all("RetentionInDays" in g["Properties"] for g in groups)
+
+
+def test_reconcile_lines_of_the_proxy_and_toolcore_are_counted_and_alarmed():
+    filters = tpl.resources_of_type(TEMPLATE, "AWS::Logs::MetricFilter").values()
+    by_group = {f["Properties"]["LogGroupName"]["Ref"]: f["Properties"] for f in filters}
+    assert {"LlmProxyLogGroup", "ToolcoreLogGroup"} <= set(by_group)
+    metrics_ = set()
+    for props in by_group.values():
+        assert props["FilterPattern"] == "{ $.reconcile IS TRUE }"
+        (transformation,) = props["MetricTransformations"]
+        metrics_.add((transformation["MetricNamespace"], transformation["MetricName"]))
+    ((namespace, metric),) = metrics_
+    alarms = [
+        a["Properties"]
+        for a in tpl.resources_of_type(TEMPLATE, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["MetricName"] == metric
+    ]
+    (alarm,) = alarms
+    assert alarm["Namespace"] == namespace and alarm["Statistic"] == "Sum" and alarm["Period"] == 300
+    assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"

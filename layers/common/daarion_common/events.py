@@ -2,15 +2,20 @@
 
 Every event has an ``event_id`` (the idempotency key consumers write conditionally on) and a
 ``schema_version`` so consumers can refuse what they do not understand.
+
+Usage events, version 2 (adds, all optional): on ``LlmCallEvent`` the ``reservation`` the call held on the
+rate-limit counters and ``charge`` (whether the figures are what the provider billed); on ``ToolCallEvent``
+``replay``, ``attempts`` and ``truncated``. Producers send version 2; consumers accept 1 and 2 during a
+rollout (deploy the consumer first). A version 1 event carrying a version 2 field is refused.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 
 def _new_id() -> str:
@@ -24,7 +29,7 @@ def _now() -> datetime:
 class _Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = 2
     event_id: str = Field(default_factory=_new_id, min_length=1, max_length=128)
     occurred_at: datetime = Field(default_factory=_now)
     agent_id: str = Field(min_length=1, max_length=200)
@@ -33,6 +38,36 @@ class _Event(BaseModel):
     latency_ms: float = Field(ge=0)
     status: Literal["ok", "error"]
     error_code: str | None = Field(default=None, max_length=100)
+
+    _V2_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _fields_of_its_version(self) -> _Event:
+        if self.schema_version == 1:
+            newer = [name for name in self._V2_FIELDS if name in self.model_fields_set]
+            if newer:
+                raise ValueError(f"schema_version 1 has no {', '.join(newer)} (version 2 fields)")
+        return self
+
+
+class HeldCounter(BaseModel):
+    """An amount a call held on one rate-limit counter (``pk`` of the rate-limit table)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pk: str = Field(min_length=1, max_length=1024)
+    attribute: Literal["tokens", "usd_micros"]
+    amount: int = Field(ge=0)
+
+
+class Reservation(BaseModel):
+    """What the LLM Proxy held for a call before calling (an upper bound of its cost), and where."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tokens: int = Field(default=0, ge=0)
+    usd_micros: int = Field(default=0, ge=0)
+    counters: list[HeldCounter] = Field(default_factory=list, max_length=16)
 
 
 class LlmCallEvent(_Event):
@@ -50,6 +85,15 @@ class LlmCallEvent(_Event):
     cost_usd: float = Field(default=0.0, ge=0)
     fallback_used: bool = False
     streamed: bool = False
+    # version 2
+    reservation: Reservation | None = Field(default=None, description="what the call held on the limits")
+    charge: Literal["actual", "reserved"] = Field(
+        default="actual",
+        description="actual: the figures are what was billed (0 for a call no provider answered); reserved: "
+        "unknown (a timeout or a cut stream after the provider started), the reservation stands",
+    )
+
+    _V2_FIELDS: ClassVar[tuple[str, ...]] = ("reservation", "charge")
 
 
 class ToolCallEvent(_Event):
@@ -57,6 +101,12 @@ class ToolCallEvent(_Event):
 
     type: Literal["tool_call"] = "tool_call"
     tool_id: str = Field(min_length=1)
+    # version 2
+    replay: bool = Field(default=False, description="an idempotent replay of an earlier call (nothing ran)")
+    attempts: int | None = Field(default=None, ge=0, description="executor attempts (retries included)")
+    truncated: bool = Field(default=False, description="the result was cut at max_result_bytes")
+
+    _V2_FIELDS: ClassVar[tuple[str, ...]] = ("replay", "attempts", "truncated")
 
 
 UsageEvent = Annotated[LlmCallEvent | ToolCallEvent, Field(discriminator="type")]

@@ -8,18 +8,36 @@ aggregates can never count an event twice or half:
 item                           pk                                     sk
 =============================  =====================================  ==============================
 raw event (expires by TTL)     ``EVENT#<event_id>``                   ``EVENT``
-per agent per day              ``AGENT#<agent_id>``                   ``DAY#<date>#<resource>``
+per agent per day              ``AGENT#<tenant>``                     ``DAY#<date>#<resource>``
 per microDAO per day           ``MICRODAO#<microdao_id>``             ``DAY#<date>#AGENT#<agent>#<resource>``
 per resource per day           ``MONTH#<yyyy-mm>``                    ``DAY#<date>#<resource>``
 =============================  =====================================  ==============================
 
-``resource`` is ``LLM#<logical model>`` or ``TOOL#<tool id>``. The raw put is conditional on the
+``resource`` is ``LLM#<logical model>`` or ``TOOL#<tool id>``; ``tenant`` is the microDAO and the agent
+(:func:`tenant`): an agent's series is always one microDAO's agent. The raw put is conditional on the
 event id not existing; if it exists the whole transaction is cancelled and nothing changes.
+
+Contention: every event of a model and day updates the same aggregates, and DynamoDB cancels a transaction
+that touches an item another transaction is writing (``TransactionConflict``). :func:`record` retries those
+with jittered exponential backoff (the raw put keeps it exactly once), with a ``ClientRequestToken``
+derived from the event id (an SDK retry after a lost response is not applied twice).
+
+Corrections (:func:`correct`): an LLM call's event carries what it held on the rate-limit counters; the
+recorder adds ``billed - held`` to each counter with one conditional ``UpdateItem`` per counter item (never
+a transaction: a single write that meets the proxy's limiter transaction is the one that fails, with
+``TransactionConflictException``, and is retried here — the proxy's admission is never cancelled by it).
+Each counter item remembers the events already applied (``corrected``, a string set of event-id digests,
+gone with the item's TTL), so a redelivered event corrects nothing twice.
 Reads (the usage API, the report) are Queries on one partition with a sort-key range — never a scan.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+import random
+import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -44,9 +62,15 @@ COUNTERS = (
     "streamed",
     "tool_calls",
     "tool_errors",
+    "tool_replays",
 )
 
 ITEMS_PER_EVENT = 4  # one raw put + three aggregate updates, in one transaction
+
+
+def tenant(microdao_id: str, agent_id: str) -> str:
+    """One key part for an agent of a microDAO; the length prefix keeps ``a#b``/``c`` and ``a``/``b#c`` apart."""
+    return f"{len(microdao_id)}:{microdao_id}#{agent_id}"
 
 
 def resource_of(event: UsageEventModel) -> str:
@@ -69,6 +93,8 @@ def increments(event: UsageEventModel) -> dict[str, Decimal]:
             "fallbacks": Decimal(1 if event.fallback_used else 0),
             "streamed": Decimal(1 if event.streamed else 0),
         }
+    if event.replay:  # an idempotent replay: nothing ran again, so it is not another call
+        return {"tool_replays": Decimal(1), "latency_ms_sum": latency}
     return {"tool_calls": Decimal(1), "tool_errors": Decimal(failed), "latency_ms_sum": latency}
 
 
@@ -120,22 +146,99 @@ def transaction(table: str, event: UsageEventModel, retention_days: int) -> list
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
         },
-        _update(table, f"AGENT#{event.agent_id}", f"DAY#{day}#{resource}", adds, labels),
+        _update(table, f"AGENT#{tenant(event.microdao_id, event.agent_id)}", f"DAY#{day}#{resource}", adds, labels),
         _update(table, f"MICRODAO#{event.microdao_id}", f"DAY#{day}#AGENT#{event.agent_id}#{resource}", adds, labels),
         _update(table, f"MONTH#{month}", f"DAY#{day}#{resource}", adds, {"resource": resource, "day": day}),
     ]
 
 
+CONFLICT_RETRIES = 8
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0, min(1.0, 0.02 * (2**attempt))))  # noqa: S311 - jitter, not crypto
+
+
+def _conflict(exc: Any) -> bool:
+    """A transaction cancelled only because another one was writing the same item (no condition failed)."""
+    reasons = exc.response.get("CancellationReasons") or []
+    codes = {r.get("Code") for r in reasons}
+    return "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes
+
+
 def record(dynamodb: Any, table: str, event: UsageEventModel, retention_days: int) -> bool:
-    """Write ``event`` and its aggregates atomically. Returns False if it was already recorded."""
-    try:
-        dynamodb.transact_write_items(TransactItems=transaction(table, event, retention_days))
-    except dynamodb.exceptions.TransactionCanceledException as exc:
-        reasons = exc.response.get("CancellationReasons") or []
-        if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-            return False  # this event id is already in the ledger: a redelivery, change nothing
-        raise
-    return True
+    """Write ``event`` and its aggregates atomically. Returns False if it was already recorded.
+
+    Conflicts with other events' transactions are retried with jitter; after :data:`CONFLICT_RETRIES` the
+    error is raised (the message is redelivered)."""
+    items = transaction(table, event, retention_days)
+    token = str(uuid.uuid5(uuid.NAMESPACE_URL, f"usage-event:{event.event_id}"))
+    for attempt in range(CONFLICT_RETRIES):
+        try:
+            dynamodb.transact_write_items(TransactItems=items, ClientRequestToken=token)
+            return True
+        except dynamodb.exceptions.TransactionCanceledException as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                return False  # this event id is already in the ledger: a redelivery, change nothing
+            if not _conflict(exc) or attempt + 1 == CONFLICT_RETRIES:
+                raise
+            _backoff(attempt)
+    raise AssertionError("unreachable")
+
+
+def corrections(event: UsageEventModel) -> dict[tuple[str, str], int]:
+    """(counter pk, attribute) -> amount to add so that the counter holds what was billed, not the bound."""
+    if not isinstance(event, LlmCallEvent) or event.reservation is None or event.charge == "reserved":
+        return {}
+    billed = {
+        "tokens": event.prompt_tokens + event.completion_tokens,
+        "usd_micros": math.ceil(round(event.cost_usd * 1_000_000, 6)),
+    }
+    held: dict[tuple[str, str], int] = {}
+    for counter in event.reservation.counters:
+        key = (counter.pk, counter.attribute)
+        held[key] = held.get(key, 0) + counter.amount
+    return {key: billed[key[1]] - amount for key, amount in held.items() if billed[key[1]] != amount}
+
+
+def correct(dynamodb: Any, rate_limit_table: str, event: UsageEventModel) -> int:
+    """Apply :func:`corrections` to the rate-limit counters, once per event per counter item; returns how
+    many counter items changed. One ``UpdateItem`` per item, conflicts retried (see the module's doc)."""
+    by_pk: dict[str, dict[str, int]] = {}
+    for (pk, attribute), delta in corrections(event).items():
+        by_pk.setdefault(pk, {})[attribute] = delta
+    digest = hashlib.sha256(event.event_id.encode()).hexdigest()[:16]
+    changed = 0
+    for pk, deltas in by_pk.items():
+        names = {"#c": "corrected"}
+        values: dict[str, Any] = {":id": {"SS": [digest]}, ":one": {"S": digest}}
+        adds = ["#c :id"]
+        for i, (attribute, delta) in enumerate(sorted(deltas.items())):
+            names[f"#a{i}"] = attribute
+            values[f":d{i}"] = {"N": str(delta)}
+            adds.append(f"#a{i} :d{i}")
+        kwargs = {
+            "TableName": rate_limit_table,
+            "Key": {"pk": {"S": pk}},
+            "UpdateExpression": "ADD " + ", ".join(adds),
+            # the item exists (the admission wrote it) unless its window has expired: then nothing to correct
+            "ConditionExpression": "attribute_exists(pk) AND NOT contains(#c, :one)",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                dynamodb.update_item(**kwargs)
+                changed += 1
+                break
+            except dynamodb.exceptions.ConditionalCheckFailedException:
+                break  # already applied (a redelivery), or the window is gone
+            except dynamodb.exceptions.TransactionConflictException:
+                if attempt + 1 == CONFLICT_RETRIES:
+                    raise
+                _backoff(attempt)
+    return changed
 
 
 # ---------------------------------------------------------------------------------------- reading
@@ -154,6 +257,7 @@ class Totals:
     streamed: int = 0
     tool_calls: int = 0
     tool_errors: int = 0
+    tool_replays: int = 0
 
     def add(self, item: dict[str, Any]) -> None:
         for name in COUNTERS:
@@ -176,6 +280,7 @@ class Totals:
             "streamed": self.streamed,
             "tool_calls": self.tool_calls,
             "tool_errors": self.tool_errors,
+            "tool_replays": self.tool_replays,
         }
 
 
@@ -238,18 +343,19 @@ def query(
 ) -> UsageReport:
     """Totals and series for a period from the aggregates: Queries on one partition, never a scan.
 
-    With ``microdao_id`` the microDAO's partition is read (``agent_id`` filters it); with only
-    ``agent_id`` the agent's; with neither, one partition per month. ``group_by`` holds up to two
+    With ``microdao_id`` and ``agent_id`` that agent's partition in that microDAO is read; with only
+    ``microdao_id`` the microDAO's; with neither, one partition per month. ``agent_id`` alone is refused
+    (ValueError): the same agent id in two microDAOs is two agents. ``group_by`` holds up to two
     of day, model, agent (``model`` is the resource: a logical model or ``tool:<id>``).
     """
     sk_from, sk_to = f"DAY#{date_from.isoformat()}", f"DAY#{date_to.isoformat()}#\uffff"
-    if microdao_id:
-        source = f"MICRODAO#{microdao_id}"
+    if agent_id and not microdao_id:
+        raise ValueError("agent_id needs microdao_id")
+    if microdao_id and agent_id:
+        source = f"AGENT#{tenant(microdao_id, agent_id)}"
         items = _query_all(dynamodb, table, source, sk_from, sk_to)
-        if agent_id:
-            items = [i for i in items if i.get("agent_id", {}).get("S") == agent_id]
-    elif agent_id:
-        source = f"AGENT#{agent_id}"
+    elif microdao_id:
+        source = f"MICRODAO#{microdao_id}"
         items = _query_all(dynamodb, table, source, sk_from, sk_to)
     else:
         if "agent" in group_by:

@@ -58,6 +58,8 @@ CODES: dict[int, dict[str, str]] = {
     413: {
         "payload_too_large": "the request exceeds a size limit",
         "upstream_rejected_request": "the provider refused the request as too large",
+        "request_over_limit": "this call alone is larger than a rate limit or budget (`limit`, `limit_value`); "
+        "it can never be admitted, so it is not a 429",
     },
     422: {
         "invalid_request": "a field is invalid (`fields` names each one)",

@@ -36,6 +36,8 @@ AGENT_HEADER, MICRODAO_HEADER, CHANNEL_HEADER = "X-Agent-Id", "X-Microdao-Id", "
 # Lambda's 6 MB).
 MAX_BODY_BYTES = 4_000_000
 MAX_TOKENS_CAP = 200_000
+# Choices per chat call (``n``): each is reserved at the completion cap, so a budget bounds them too.
+MAX_CHOICES = 16
 # Chat: messages per call, and characters in all message texts (more than any model's context window:
 # such a prompt is refused here rather than sent upstream to fail slowly).
 MAX_MESSAGES = 2_048
@@ -150,6 +152,9 @@ class ChatCompletionRequest(WireModel):
     stream_options: dict[str, Any] | None = None
     max_tokens: StrictInt | None = Field(default=None, ge=1, le=MAX_TOKENS_CAP)
     max_completion_tokens: StrictInt | None = Field(default=None, ge=1, le=MAX_TOKENS_CAP)
+    n: StrictInt | None = Field(
+        default=None, ge=1, le=MAX_CHOICES, description="Choices; each is reserved at the completion cap."
+    )
     tools: list[dict[str, Any]] | None = Field(default=None, max_length=MAX_TOOLS)
     metadata: dict[str, Any] | None = None
 
@@ -348,6 +353,7 @@ class UsageTotals(Reply):
     streamed: int = 0
     tool_calls: int = 0
     tool_errors: int = 0
+    tool_replays: int = Field(default=0, description="Idempotent replays of earlier tool calls (nothing ran).")
 
 
 class UsageSeriesPoint(UsageTotals):
