@@ -35,12 +35,12 @@ def main() -> None:
     model.record = False
     state = Path(tempfile.mkdtemp(prefix="daarion-bench-agent-"))
     # Sofia runs every turn as agent:sofia (the id Toolcore's registry lets read projects); the proxy's
-    # per-agent limits (10 calls a minute by default) are lifted for her in this stack's routing config.
+    # per-agent limits (10 calls a minute by default) are lifted in this stack's routing config (the
+    # defaults: limits are per microDAO and agent, and the benchmark spreads turns over microDAOs).
     import yaml
 
     routing = yaml.safe_load((Path(__file__).parents[1] / "functions/llm_proxy/routing.yaml").read_text())
-    routing["limits"]["agents"] = {"agent:sofia": {"agent_requests_per_minute": 1_000_000,
-                                                   "agent_tokens_per_minute": 1_000_000_000}}  # fmt: skip
+    routing["limits"]["defaults"].update(agent_requests_per_minute=1_000_000, agent_tokens_per_minute=1_000_000_000)
     (state / "routing.yaml").write_text(yaml.safe_dump(routing))
     env = {"LOCAL_LLM_BASE_URL": model.base_url, "DEVSTACK_SCHEDULE_SECONDS": "3600",
            "LLM_PROXY_CONFIG": str(state / "routing.yaml")}  # fmt: skip
