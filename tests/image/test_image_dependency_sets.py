@@ -181,7 +181,12 @@ def test_handler_answers_its_real_events_on_its_image_dependency_set(function: s
 @needs_py312
 def test_tool_schema_formats_are_enforced_in_the_toolcore_image(backing: dict[str, str], tmp_path: Path) -> None:
     event = json.loads((EVENTS / "apigw_v2_post_tools_call.json").read_text())
-    call = {"tool_id": "followup.create", "agent_id": "sofia", "microdao_id": "dao-42"}
+    call = {
+        "tool_id": "followup.create",
+        "agent_id": "agent:sofia",
+        "microdao_id": "microdao:7",
+        "context": {"channel_id": "general"},
+    }  # an agent the registry lets write follow-ups
     bad, good = dict(event), dict(event)
     bad["body"] = json.dumps({**call, "args": {"channel_id": "general", "message": "hi", "at": "next tuesday-ish"}})
     good["body"] = json.dumps(
