@@ -6,12 +6,15 @@ ARG FUNCTION
 RUN test -n "${FUNCTION}" || (echo "build arg FUNCTION is required" && false)
 
 # The shared packages from layers/ (the wire contracts and the common code): container images cannot
-# attach Lambda layers, so they are copied in.
+# attach Lambda layers, so they are copied in. constraints.txt pins every indirect dependency, the same
+# pins CI tests with (tests/image/ installs this exact set on Python 3.12 and invokes each handler with
+# the real events).
 COPY layers/contracts /tmp/layers/contracts
 COPY layers/common /tmp/layers/common
+COPY constraints.txt /tmp/constraints.txt
 COPY functions/${FUNCTION}/requirements.txt /tmp/requirements.txt
-RUN pip install --no-cache-dir -r /tmp/requirements.txt /tmp/layers/contracts /tmp/layers/common \
-    && rm -rf /tmp/layers /tmp/requirements.txt
+RUN pip install --no-cache-dir -c /tmp/constraints.txt -r /tmp/requirements.txt /tmp/layers/contracts /tmp/layers/common \
+    && rm -rf /tmp/layers /tmp/requirements.txt /tmp/constraints.txt
 
 COPY functions/${FUNCTION}/ ${LAMBDA_TASK_ROOT}/${FUNCTION}/
 

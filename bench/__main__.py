@@ -1,6 +1,8 @@
 """Run every benchmark module in bench/ (each has a main() that prints its own figures).
 
 `python -m bench NAME ...` runs only the named ones (e.g. `python -m bench cold_start`).
+`python -m bench soak` runs the soak for BENCH_SOAK_MINUTES (default 2); for a long run:
+`BENCH_SOAK_MINUTES=30 python -m bench soak` or `python -m bench.soak --minutes 30`.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ import statistics
 import tempfile
 import uuid
 from collections import defaultdict
-from dataclasses import replace
 from pathlib import Path
 
 TURNS = int(os.environ.get("BENCH_AGENT_TURNS", "100"))
@@ -35,9 +34,19 @@ def main() -> None:
     model = ScriptedLLM("zero-latency", default=Reply.text("Готово.", prompt_tokens=300, completion_tokens=20))
     model.record = False
     state = Path(tempfile.mkdtemp(prefix="daarion-bench-agent-"))
-    stack = start_local_stack(state, env={"LOCAL_LLM_BASE_URL": model.base_url, "DEVSTACK_SCHEDULE_SECONDS": "3600"})
+    # Sofia runs every turn as agent:sofia (the id Toolcore's registry lets read projects); the proxy's
+    # per-agent limits (10 calls a minute by default) are lifted for her in this stack's routing config.
+    import yaml
+
+    routing = yaml.safe_load((Path(__file__).parents[1] / "functions/llm_proxy/routing.yaml").read_text())
+    routing["limits"]["agents"] = {"agent:sofia": {"agent_requests_per_minute": 1_000_000,
+                                                   "agent_tokens_per_minute": 1_000_000_000}}  # fmt: skip
+    (state / "routing.yaml").write_text(yaml.safe_dump(routing))
+    env = {"LOCAL_LLM_BASE_URL": model.base_url, "DEVSTACK_SCHEDULE_SECONDS": "3600",
+           "LLM_PROXY_CONFIG": str(state / "routing.yaml")}  # fmt: skip
+    stack = start_local_stack(state, env=env)
     sofia = Blueprint(
-        agent_id="sofia-bench",
+        agent_id="agent:sofia",
         system_prompt="You are Sofia.",
         model="dagi-local-8b",
         allowed_tools=("projects.list", "task.create"),
@@ -52,14 +61,13 @@ def main() -> None:
             AsyncToolcoreClient(stack.toolcore, timeout=30),
         )
         results = []
-        # The proxy's default limits (10 calls/min per agent, 100/hour per microDAO) would throttle one
-        # agent's 100 turns: each turn is a different agent, and each 20 turns a different microDAO.
+        # The proxy's default microDAO limit (100 calls an hour) would throttle 100 turns: each 20 turns
+        # run in a different microDAO.
         run_id = uuid.uuid4().hex[:6]
         try:
             for i in range(-5, TURNS):  # the first 5 warm up: function hosts' cold starts are not turn latency
-                agent = replace(sofia, agent_id=f"sofia-{run_id}-{i}")
-                message = IncomingMessage(f"bench-dao-{run_id}-{i // 20}", "general", f"{questions[i % 3]} ({i})")
-                result = await run_turn(agent, message, services, deadline_s=30)
+                message = IncomingMessage(f"microdao:bench-{run_id}-{i // 20}", "general", f"{questions[i % 3]} ({i})")
+                result = await run_turn(sofia, message, services, deadline_s=30)
                 if i >= 0:
                     results.append(result)
         finally:

@@ -1,6 +1,11 @@
 """Cold path of every handler: import time and first-invocation time, each measured in a fresh
 Python process (as a new Lambda container would pay them), plus the warm invocation time.
 
+Measured where the image runs: on each function's image dependency set under Python 3.12 (the
+Dockerfile's set, devstack/image_env.py; the task root holding only that function's folder), which is
+what a deployed container pays. The development venv (3.11, every package of every function) is
+printed alongside for comparison; without Python 3.12 only that row is printed, and says so.
+
 Figures for the record, not assertions. Run: `make bench` or `python -m bench.cold_start`.
 """
 
@@ -55,11 +60,17 @@ print(json.dumps({"import_ms": (t1 - t0) * 1000, "first_ms": (t2 - t1) * 1000,
 """
 
 
-def measure(handler: str, event_file: Path, backing: dict[str, str]) -> dict[str, float]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+def measure(
+    handler: str,
+    event_file: Path,
+    backing: dict[str, str],
+    python: str = sys.executable,
+    pythonpath: str | None = None,
+) -> dict[str, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VIRTUAL_ENV"))}
     env.update(backing)
     env.update(
-        PYTHONPATH=os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
+        PYTHONPATH=pythonpath or os.pathsep.join([str(ROOT / "functions"), str(ROOT)]),
         APP_ENV="local",
         POWERTOOLS_SERVICE_NAME="bench",
         POWERTOOLS_METRICS_NAMESPACE="bench",
@@ -68,7 +79,7 @@ def measure(handler: str, event_file: Path, backing: dict[str, str]) -> dict[str
     runs = []
     for i in range(RUNS):
         out = subprocess.run(
-            [sys.executable, "-c", _PROBE, handler, str(event_file), str(WARM_CALLS if i == 0 else 0)],
+            [python, "-c", _PROBE, handler, str(event_file), str(WARM_CALLS if i == 0 else 0)],
             capture_output=True, text=True, env=env, check=True, cwd=ROOT,
         )  # fmt: skip
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -131,17 +142,37 @@ def _main(backing: dict[str, str]) -> None:
         {k: {"Ref": k, "Arn": k, "QueueName": k} for k in template["Resources"]},
     )
     specs = tpl.functions(template, resolver)
+    import tempfile
+
+    from devstack import image_env
+
+    image_python = image_env.find_python()
     print(f"Cold path per handler (median of {RUNS} fresh processes; warm p50 over {WARM_CALLS} calls;")
     print(" HTTP functions: GET /health; consumers: a sample SQS batch against embedded PostgreSQL and moto)")
+    if image_python is None:
+        print(" NOTE: Python 3.12 not found: the image rows (what a deployed container pays) are NOT measured")
     print(
-        f"{'function':<24}{'handler':<34}{'import ms':>10}{'first call ms':>15}{'cold total ms':>15}{'warm p50 ms':>13}"
+        f"{'function':<24}{'environment':<20}{'import ms':>10}{'first call ms':>15}{'cold total ms':>15}{'warm p50':>9}"
     )
     for logical_id, spec in specs.items():
-        fig = measure(spec.handler, EVENTS / EVENT_FOR[logical_id], backing)
-        total = fig["import_ms"] + fig["first_ms"]
-        print(
-            f"{logical_id:<24}{spec.handler:<34}{fig['import_ms']:>10.1f}{fig['first_ms']:>15.1f}{total:>15.1f}{fig['warm_p50_ms']:>13.3f}"
+        rows = []
+        if image_python is not None and spec.build_arg_function:
+            interpreter = image_env.image_python(spec.build_arg_function, image_python)
+            with tempfile.TemporaryDirectory(prefix="task-root-") as task_root:
+                os.symlink(ROOT / "functions" / spec.build_arg_function, Path(task_root) / spec.build_arg_function)
+                fig = measure(spec.handler, EVENTS / EVENT_FOR[logical_id], backing, str(interpreter), task_root)
+            rows.append(("image (py3.12)", fig))
+        rows.append(
+            (
+                "dev venv (py{}.{})".format(*sys.version_info[:2]),
+                measure(spec.handler, EVENTS / EVENT_FOR[logical_id], backing),
+            )
         )
+        for where, fig in rows:
+            total = fig["import_ms"] + fig["first_ms"]
+            print(
+                f"{logical_id:<24}{where:<20}{fig['import_ms']:>10.1f}{fig['first_ms']:>15.1f}{total:>15.1f}{fig['warm_p50_ms']:>9.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -149,9 +149,9 @@ def main() -> None:
     from daarion_common.settings import get_settings
 
     get_settings.cache_clear()
-    from toolcore import service as service_module
-    from toolcore.app import handler
+    from toolcore.app import app, handler
     from toolcore.registry import load_registry
+    from toolcore.service import ToolService
     from toolcore.ssrf import Allowlist
 
     schema_in = {"type": "object", "properties": {"microdao_id": {"type": "string"}}, "required": ["microdao_id"]}
@@ -160,8 +160,9 @@ def main() -> None:
         data={"tools": [{
             "id": "bench.projects", "name": "bench", "description": "zero-latency loopback target",
             "input_schema": schema_in, "output_schema": schema_out, "executor": "http",
-            "target": f"{target_url}/projects/list", "allowed_agents": None, "allowed_microdaos": None,
+            "target": f"{target_url}/projects/list", "allowed_agents": ["agent:sofia"], "allowed_microdaos": None,
             "tenant_arg": "microdao_id", "timeout": 5, "enabled": True,
+            "hints": {"read_only": True, "destructive": False, "idempotent": True},
         }]},
         environ={},
     )  # fmt: skip
@@ -176,42 +177,42 @@ def main() -> None:
     from daarion_common.observability import logger
 
     logger.registered_handler.setStream(io.StringIO())  # log lines are formatted, as in Lambda, not shown
-    args = {"microdao_id": "dao-42"}
-    body = {"tool_id": "bench.projects", "agent_id": "sofia", "microdao_id": "dao-42", "args": args}
+    args = {"microdao_id": "microdao:7"}
+    body = {"tool_id": "bench.projects", "agent_id": "agent:sofia", "microdao_id": "microdao:7", "args": args}
     totals, upstreams, aws_ms, overheads = [], [], [], []
     sink = io.StringIO()
     events = [_event(body) for _ in range(WARMUP + CALLS)]  # built before the clock starts
     import httpx
 
     plain = httpx.Client(transport=httpx.HTTPTransport(socket_options=[(6, 1, 1)]))  # TCP_NODELAY, as Toolcore
-    payload = json.dumps({"args": args, "context": {"agent_id": "sofia", "microdao_id": "dao-42"}})
+    payload = json.dumps({"args": args, "context": {"agent_id": "agent:sofia", "microdao_id": "microdao:7"}})
     bare: list[float] = []
-    with service_module.use(service_module.ToolService(registry, allowlist=Allowlist.parse(target_url[7:]))):
-        for i, event in enumerate(events):
-            with contextlib.redirect_stdout(sink):  # logs and EMF metrics: written, as in Lambda, not shown
-                started = time.perf_counter()
-                response = handler(event, _Context())
-                total = (time.perf_counter() - started) * 1000
-            sink.seek(0)
-            sink.truncate()
-            time.sleep(PAUSE_S)  # untimed: lets moto finish the audit write before the next call is timed
-            # the same POST from a bare client, interleaved: both see the same machine at the same time
+    app.state.service = ToolService(registry, allowlist=Allowlist.parse(target_url[7:]))
+    for i, event in enumerate(events):
+        with contextlib.redirect_stdout(sink):  # logs and EMF metrics: written, as in Lambda, not shown
             started = time.perf_counter()
-            plain.post(f"{target_url}/projects/list", content=payload, headers={"Content-Type": "application/json"})
-            bare_ms = (time.perf_counter() - started) * 1000
-            time.sleep(PAUSE_S)
-            if i == WARMUP - 1:
-                aws_calls["n"] = 0
-            if i < WARMUP:
-                continue
-            assert response["statusCode"] == 200 and json.loads(response["body"])["ok"], response
+            response = handler(event, _Context())
+            total = (time.perf_counter() - started) * 1000
+        sink.seek(0)
+        sink.truncate()
+        time.sleep(PAUSE_S)  # untimed: lets moto finish the audit write before the next call is timed
+        # the same POST from a bare client, interleaved: both see the same machine at the same time
+        started = time.perf_counter()
+        plain.post(f"{target_url}/projects/list", content=payload, headers={"Content-Type": "application/json"})
+        bare_ms = (time.perf_counter() - started) * 1000
+        time.sleep(PAUSE_S)
+        if i == WARMUP - 1:
+            aws_calls["n"] = 0
+        if i < WARMUP:
+            continue
+        assert response["statusCode"] == 200 and json.loads(response["body"])["ok"], response
 
-            timing = _server_timing(response["headers"]["server-timing"])
-            bare.append(bare_ms)
-            totals.append(total)
-            upstreams.append(timing["upstream"])
-            aws_ms.append(timing["aws"])
-            overheads.append(total - timing["upstream"] - timing["aws"])
+        timing = _server_timing(response["headers"]["server-timing"])
+        bare.append(bare_ms)
+        totals.append(total)
+        upstreams.append(timing["upstream"])
+        aws_ms.append(timing["aws"])
+        overheads.append(total - timing["upstream"] - timing["aws"])
 
     # the shared HTTP stack alone (Mangum, FastAPI, auth middleware, Powertools logger and metrics)
     health_event = json.loads((ROOT / "tests" / "events" / "apigw_v2_get_health.json").read_text())

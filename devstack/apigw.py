@@ -75,6 +75,7 @@ def build_event(
     source_ip: str,
     domain: str,
     request_id: str | None = None,
+    account_id: str = ACCOUNT_ID,
 ) -> dict[str, Any]:
     """The event an HTTP API hands a Lambda integration (payload format version 2.0)."""
     merged: dict[str, str] = {}
@@ -100,7 +101,7 @@ def build_event(
         "rawQueryString": query_string,
         "headers": merged,
         "requestContext": {
-            "accountId": ACCOUNT_ID,
+            "accountId": account_id,
             "apiId": "local",
             "domainName": domain,
             "domainPrefix": domain.split(".")[0].split(":")[0],

@@ -3,7 +3,8 @@
 Runs in its own process with the function's environment from the template, imports the real
 handler once (the init phase), and serves the Lambda Runtime Interface Emulator's invoke API:
 ``POST /2015-03-31/functions/function/invocations`` with the event as body. Invocations are
-run on the main thread one at a time, as in a Lambda execution environment.
+run on the main thread one at a time, as in a Lambda execution environment; the stack runs several
+of these per function for concurrent invocations (devstack/invoker.py).
 
     python -m devstack.function_host --name LlmProxyFunction --handler llm_proxy.app.handler --port 9001
 """
@@ -30,11 +31,11 @@ INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 class LambdaContext:
     """The attributes of the Lambda context object that handlers and Powertools read."""
 
-    def __init__(self, name: str, memory_mb: int, timeout_s: int) -> None:
+    def __init__(self, name: str, memory_mb: int, timeout_s: float, account_id: str = "123456789012") -> None:
         self.function_name = name
         self.function_version = "$LATEST"
         self.memory_limit_in_mb = memory_mb
-        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:daarion-local-{name}"
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:{account_id}:function:daarion-local-{name}"
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/daarion-local-{name}"
         self.log_stream_name = "local"
@@ -44,12 +45,25 @@ class LambdaContext:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+class _Invoke(BaseHTTPRequestHandler):
+    """Replaced by the real handler class once the function's handler is imported."""
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the invoker sends one event at a time; probes and retries may overlap
+    daemon_threads = True
+
+
 def load_handler(dotted: str) -> Any:
     module_name, _, attr = dotted.rpartition(".")
     return getattr(importlib.import_module(module_name), attr)
 
 
-def serve(name: str, handler_path: str, port: int, memory_mb: int, timeout_s: int) -> None:
+def serve(name: str, handler_path: str, port: int, memory_mb: int, timeout_s: float, account_id: str) -> None:
+    # Bind first (port 0: the kernel picks a free one) and say which, so parallel cold starts never race
+    # for a port; the stack reads this line before anything else.
+    server = _Server(("127.0.0.1", port), _Invoke)
+    print(f"LISTENING {server.server_address[1]}", flush=True)
     started = time.perf_counter()
     handler = load_handler(handler_path)
     init_ms = (time.perf_counter() - started) * 1000
@@ -59,7 +73,7 @@ def serve(name: str, handler_path: str, port: int, memory_mb: int, timeout_s: in
     pending: queue.Queue[tuple[dict[str, Any], Future[tuple[bytes, dict[str, str]]]]] = queue.Queue()
 
     def invoke(event: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
-        context = LambdaContext(name, memory_mb, timeout_s)
+        context = LambdaContext(name, memory_mb, timeout_s, account_id)
         begin = time.perf_counter()
         headers = {"X-Amz-Request-Id": context.aws_request_id}
         try:
@@ -73,7 +87,7 @@ def serve(name: str, handler_path: str, port: int, memory_mb: int, timeout_s: in
         print(f"REPORT {name} RequestId: {context.aws_request_id} Duration: {duration:.2f} ms", flush=True)
         return body, headers
 
-    class Invoke(BaseHTTPRequestHandler):
+    class Invoke(_Invoke):
         protocol_version = "HTTP/1.1"
 
         def log_message(self, format: str, *args: Any) -> None:
@@ -102,7 +116,7 @@ def serve(name: str, handler_path: str, port: int, memory_mb: int, timeout_s: in
             body, headers = done.result()
             self._reply(200, body, headers)
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Invoke)
+    server.RequestHandlerClass = Invoke
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
     parent = os.getppid()
@@ -126,10 +140,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--handler", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--memory", type=int, default=1024)
-    parser.add_argument("--timeout", type=int, default=30)
+    parser.add_argument("--timeout", type=float, default=30)
+    parser.add_argument("--account", default="123456789012")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
-    serve(args.name, args.handler, args.port, args.memory, args.timeout)
+    serve(args.name, args.handler, args.port, args.memory, args.timeout, args.account)
 
 
 if __name__ == "__main__":

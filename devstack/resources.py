@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from devstack.template import ACCOUNT_ID, REGION, Resolver, resources_of_type
+from devstack.template import REGION, Resolver, resources_of_type
 
 STACK = "daarion-local"
 
@@ -31,6 +31,7 @@ def create_resources(
     ``resolver.physical`` is filled as resources are created so later ones can refer to earlier ones.
     """
     physical = resolver.physical
+    account = resolver.account_id
     sqs, ddb, sm = clients["sqs"], clients["dynamodb"], clients["secretsmanager"]
     created: list[str] = []
 
@@ -47,7 +48,7 @@ def create_resources(
         }
         name = _name(logical_id)
         url = sqs.create_queue(QueueName=name, Attributes=attrs)["QueueUrl"]
-        arn = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}"
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         physical[logical_id] = {"Ref": url, "Arn": arn, "QueueName": name, "QueueUrl": url}
         created.append(logical_id)
     for logical_id, res in queues.items():
@@ -88,7 +89,7 @@ def create_resources(
             except ddb.exceptions.ClientError as exc:  # already enabled on a persistent endpoint
                 if "already enabled" not in str(exc).lower():
                     raise
-        arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{name}"
+        arn = ddb.describe_table(TableName=name)["Table"]["TableArn"]
         physical[logical_id] = {"Ref": name, "Arn": arn}
         created.append(logical_id)
 
@@ -103,7 +104,7 @@ def create_resources(
 
     for logical_id in resources_of_type(template, "AWS::Serverless::Function"):
         name = _name(logical_id)
-        physical[logical_id] = {"Ref": name, "Arn": f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"}
+        physical[logical_id] = {"Ref": name, "Arn": f"arn:aws:lambda:{REGION}:{account}:function:{name}"}
     for logical_id in resources_of_type(template, "AWS::Serverless::HttpApi"):
         physical[logical_id] = {"Ref": "local"}
 
@@ -138,17 +139,26 @@ def db_secret_value(database_url: str | None) -> dict[str, Any]:
 
 
 def provision(
-    clients: dict[str, Any], *, database_url: str | None, internal_secret: str
+    clients: dict[str, Any], *, database_url: str | None, internal_secret: str, account_id: str | None = None
 ) -> tuple[dict[str, Any], Resolver, list[str]]:
     """Create everything template.yaml declares that the functions use, as `sam deploy` would with
     ``DatabaseSecretArn`` pointing at a secret that describes the local database.
 
-    Returns (template, resolver with physical ids filled in, skipped resources). Idempotent.
+    ``account_id`` is the endpoint's account (asked of its STS when not given): moto's 123456789012,
+    LocalStack's 000000000000. Returns (template, resolver with physical ids filled in, skipped
+    resources). Idempotent.
     """
     from devstack.template import load_template
 
+    if account_id is None:
+        account_id = str(clients["sts"].get_caller_identity()["Account"]) if "sts" in clients else None
+
     template = load_template()
     db_arn = put_secret(clients["secretsmanager"], f"{STACK}-DatabaseSecret", json.dumps(db_secret_value(database_url)))
-    resolver = Resolver(template, {"Stage": "local", "DatabaseSecretArn": db_arn}, {})
+    resolver = Resolver(template, {"Stage": "local", "DatabaseSecretArn": db_arn}, {}, **_account(account_id))
     _, skipped = create_resources(template, resolver, clients, secret_values={"InternalSecret": internal_secret})
     return template, resolver, skipped
+
+
+def _account(account_id: str | None) -> dict[str, str]:
+    return {"account_id": account_id} if account_id else {}

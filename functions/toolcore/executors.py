@@ -56,32 +56,69 @@ class _AttemptFailed(Exception):
 
 # ---------------------------------------------------------------- HTTP
 
-_client: httpx.Client | None = None
-_client_lock = threading.Lock()
+
+class HttpExecutor:
+    """POSTs ``{args, context}`` to HTTP tool targets, after the SSRF check, over pooled connections.
+
+    Connections are pooled **per host name** (one httpx client per scheme, name and port), never only
+    per address: the request goes to the checked address (so the pool inside a client is keyed by that
+    address), and a connection verified for ``a.example`` — TLS certificate and SNI included — must
+    never carry a request for ``b.example`` that happens to resolve to the same address. The number of
+    clients is bounded by the registry's targets. Redirects off; proxies and .netrc ignored (a proxy
+    would connect to the name itself and undo the address pinning).
+    """
+
+    def __init__(self, *, allowlist: Allowlist, resolver: Resolver = system_resolver) -> None:
+        self.allowlist = allowlist
+        self.resolver = resolver
+        self._clients: dict[tuple[str, str, int], httpx.Client] = {}
+        self._lock = threading.Lock()
+
+    def client_for(self, scheme: str, host: str, port: int) -> httpx.Client:
+        key = (scheme, host.lower(), port)
+        client = self._clients.get(key)
+        if client is None:
+            with self._lock:
+                client = self._clients.get(key)
+                if client is None:
+                    client = self._clients[key] = _new_client()
+        return client
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+    def run(
+        self,
+        tool: Tool,
+        args: dict[str, Any],
+        context: dict[str, Any],
+        *,
+        secret_headers: dict[str, str] | None = None,
+        redact: list[str] | None = None,
+    ) -> Outcome:
+        """POST ``{args, context}`` to the tool's target. ``redact``: secret values to cut out of the answer
+        (a target that echoes its Authorization header must not hand the token to the agent)."""
+        return _post(self, tool, args, context, secret_headers=secret_headers, redact=redact)
 
 
-def http_client() -> httpx.Client:
-    """One client per container (connection reuse). Redirects off; proxies and .netrc ignored, since a
-    proxy would connect to the name itself and undo the address pinning."""
-    global _client
-    if _client is None:
-        with _client_lock:
-            if _client is None:
-                import socket
+def _new_client() -> httpx.Client:
+    import socket
 
-                import httpx
+    import httpx
 
-                limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
-                # TCP_NODELAY: a request is small headers then a small body; Nagle would hold the body
-                # back for the target's delayed ACK (~40 ms on Linux loopback).
-                nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-                _client = httpx.Client(
-                    transport=httpx.HTTPTransport(limits=limits, socket_options=nodelay),
-                    follow_redirects=False,
-                    trust_env=False,
-                    headers={"User-Agent": "daarion-toolcore/1"},
-                )
-    return _client
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
+    # TCP_NODELAY: a request is small headers then a small body; Nagle would hold the body
+    # back for the target's delayed ACK (~40 ms on Linux loopback).
+    nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+    return httpx.Client(
+        transport=httpx.HTTPTransport(limits=limits, socket_options=nodelay),
+        follow_redirects=False,
+        trust_env=False,
+        headers={"User-Agent": "daarion-toolcore/1"},
+    )
 
 
 def _redact(body: bytes, secret_values: list[str]) -> bytes:
@@ -91,18 +128,15 @@ def _redact(body: bytes, secret_values: list[str]) -> bytes:
     return body
 
 
-def run_http(
+def _post(
+    clients: HttpExecutor,
     tool: Tool,
     args: dict[str, Any],
     context: dict[str, Any],
     *,
-    allowlist: Allowlist,
-    resolver: Resolver = system_resolver,
-    secret_headers: dict[str, str] | None = None,
-    redact: list[str] | None = None,
+    secret_headers: dict[str, str] | None,
+    redact: list[str] | None,
 ) -> Outcome:
-    """POST ``{args, context}`` to the tool's target. ``redact``: secret values to cut out of the answer
-    (a target that echoes its Authorization header must not hand the token to the agent)."""
     import httpx
 
     # Parsed here, not by httpx: legacy spellings (0177.0.0.1) must reach the check, not a parser error.
@@ -113,7 +147,7 @@ def run_http(
     except ValueError:
         return Outcome.fail("upstream_error", "the tool's target URL has an invalid port")
     try:
-        address = check_target(host, port, allowlist=allowlist, resolver=resolver)
+        address = check_target(host, port, allowlist=clients.allowlist, resolver=clients.resolver)
     except TargetRefused as exc:
         return Outcome.fail("upstream_error", str(exc))
     # Connect to the checked address, never to a second DNS answer for the name.
@@ -128,6 +162,7 @@ def run_http(
     extensions = {"sni_hostname": host} if parts.scheme == "https" and literal_address(host) is None else {}
     body = json.dumps({"args": args, "context": context}, separators=(",", ":")).encode()
     # the bare values first, so an echoed "Bearer <token>" reads "Bearer [redacted]"
+    client = clients.client_for(parts.scheme, host, port)
     secret_values = [v for v in dict.fromkeys([*(redact or []), *(secret_headers or {}).values()]) if v]
     attempts = 1 + (tool.config.retries if tool.config.hints.idempotent else 0)
     upstream_ms = 0.0
@@ -138,7 +173,7 @@ def run_http(
             time.sleep(delay * (0.5 + random.random() / 2))  # noqa: S311 - jitter, not cryptography
         started = time.perf_counter()
         try:
-            raw, truncated = _attempt(tool, pinned, body, headers, extensions)
+            raw, truncated = _attempt(client, tool, pinned, body, headers, extensions)
         except _AttemptFailed as exc:
             upstream_ms += (time.perf_counter() - started) * 1000
             failure = exc
@@ -163,7 +198,7 @@ def run_http(
 
 
 def _attempt(
-    tool: Tool, url: httpx.URL, body: bytes, headers: dict[str, str], extensions: dict[str, Any]
+    client: httpx.Client, tool: Tool, url: httpx.URL, body: bytes, headers: dict[str, str], extensions: dict[str, Any]
 ) -> tuple[bytes, bool]:
     """One POST; (body up to the cap, whether it was cut). Raises _AttemptFailed."""
     import httpx
@@ -172,7 +207,7 @@ def _attempt(
     deadline = time.monotonic() + timeout_s
     cap = tool.config.max_result_bytes
     try:
-        with http_client().stream(
+        with client.stream(
             "POST", url, content=body, headers=headers, timeout=httpx.Timeout(timeout_s), extensions=extensions
         ) as response:
             status = response.status_code
@@ -203,14 +238,27 @@ def _attempt(
 
 # ---------------------------------------------------------------- Python
 
-_pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="toolcore-python")
-
 
 class ToolError(Exception):
     """Raised by a built-in tool to fail with a message meant for the agent (code upstream_error)."""
 
 
-def run_python(tool: Tool, args: dict[str, Any], context: dict[str, Any]) -> Outcome:
+class PythonExecutor:
+    """Runs built-in tools on its own worker threads (sync functions) or a fresh loop (coroutines)."""
+
+    def __init__(self, max_workers: int = 4) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers, thread_name_prefix="toolcore-python")
+
+    def run(self, tool: Tool, args: dict[str, Any], context: dict[str, Any]) -> Outcome:
+        return run_python(tool, args, context, pool=self._pool)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def run_python(
+    tool: Tool, args: dict[str, Any], context: dict[str, Any], *, pool: concurrent.futures.ThreadPoolExecutor
+) -> Outcome:
     """Sync functions run in a worker thread with the tool's timeout; coroutines under ``wait_for``.
 
     A timed-out sync function cannot be killed; its thread finishes in the background while the
@@ -224,9 +272,9 @@ def run_python(tool: Tool, args: dict[str, Any], context: dict[str, Any]) -> Out
         if inspect.iscoroutinefunction(function):
             # its own loop in a worker thread: the caller may itself be running on an event loop
             coroutine = asyncio.wait_for(function(args, context), timeout_s)
-            result = _pool.submit(asyncio.run, coroutine).result()
+            result = pool.submit(asyncio.run, coroutine).result()
         else:
-            result = _pool.submit(function, args, context).result(timeout=timeout_s)
+            result = pool.submit(function, args, context).result(timeout=timeout_s)
     except (TimeoutError, concurrent.futures.TimeoutError):
         return Outcome.fail("timeout", f"the tool did not finish within {timeout_s:g}s", attempts=1,
                             upstream_ms=(time.perf_counter() - started) * 1000)  # fmt: skip

@@ -20,6 +20,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 DEFAULT_CONFIG = Path(__file__).with_name("tools.yaml")
+# Arguments that name a tenant's resource: each must be checked by Toolcore (tenant_arg / channel_arg)
+# or declared in target_checks with the reason the target checks it.
+TENANT_ARGS = {"microdao_id": "tenant_arg", "channel_id": "channel_arg"}
 BUILTIN_PACKAGE = "toolcore.builtin"
 # Lambda's function timeout is 30 s (template Globals): every attempt and backoff must fit inside it.
 MAX_TOTAL_SECONDS = 25.0
@@ -78,8 +81,11 @@ class ToolConfig(BaseModel):
     timeout: float = Field(gt=0, le=MAX_TOTAL_SECONDS)
     enabled: bool = True
     # extensions
+    allow_all_agents: bool = False  # required with allowed_agents: null on a tool that writes or reads tenant data
     allowed_microdaos: list[str] | None = None
     tenant_arg: str | None = None
+    channel_arg: str | None = None
+    target_checks: dict[str, str] = Field(default_factory=dict)  # tenant argument -> why the target checks it
     hints: Hints = Field(default_factory=Hints)
     retries: int = Field(default=0, ge=0, le=5)
     max_result_bytes: int = Field(default=256 * 1024, ge=256, le=5 * 1024 * 1024)
@@ -248,8 +254,24 @@ def load_registry(
                 problem(field_name, reason)
         if config.input_schema.get("type") != "object":
             problem("input_schema", "must describe an object (type: object): args are a JSON object")
-        if config.tenant_arg and config.tenant_arg not in (config.input_schema.get("required") or []):
-            problem("tenant_arg", f"'{config.tenant_arg}' must be a required property of input_schema")
+        required = config.input_schema.get("required") or []
+        for field_name in ("tenant_arg", "channel_arg"):
+            arg = getattr(config, field_name)
+            if arg and arg not in required:
+                problem(field_name, f"'{arg}' must be a required property of input_schema")
+        properties = config.input_schema.get("properties")
+        for arg, check in TENANT_ARGS.items():
+            checked = arg in (config.tenant_arg, config.channel_arg) or arg in config.target_checks
+            if isinstance(properties, dict) and arg in properties and not checked:
+                problem(
+                    check,
+                    f"argument '{arg}' names a tenant's resource: set {check}: {arg} (Toolcore checks it is "
+                    f"the caller's), or say in target_checks why the target checks it",
+                )
+        for arg, reason in config.target_checks.items():
+            if not isinstance(properties, dict) or arg not in properties or not reason.strip():
+                problem("target_checks", f"'{arg}' must be an argument of input_schema, with a reason")
+        problems.extend(f"{label}: field '{f}': {m}" for f, m in _privilege_problems(config))
         for secret in config.secrets:
             if secret not in file.secrets:
                 problem("secrets", f"unknown secret '{secret}' (declared: {sorted(file.secrets) or 'none'})")
@@ -297,6 +319,26 @@ def load_registry(
     return Registry(
         tools=tools, secrets=dict(file.secrets), by_openai_name={t.openai_name: t.id for t in tools.values()}
     )
+
+
+def _privilege_problems(config: ToolConfig) -> list[tuple[str, str]]:
+    """Least privilege by default: a tool that writes (hints not read_only, or destructive) or that reads
+    a tenant's data (tenant_arg, channel_arg, target_checks) must name its agents, or say allow_all_agents: true."""
+    if config.allow_all_agents:
+        if config.allowed_agents is not None:
+            return [("allow_all_agents", "true contradicts a list of allowed_agents (use one or the other)")]
+        return []
+    if config.allowed_agents is not None:
+        return []
+    writes = config.hints.destructive or not config.hints.read_only
+    if writes:
+        what = "is destructive" if config.hints.destructive else "is not read_only"
+        return [("allowed_agents", f"null lets every agent call a tool that {what} (hints); list the agents "
+                                   "that may call it, or say allow_all_agents: true")]  # fmt: skip
+    if config.tenant_arg or config.channel_arg or config.target_checks:
+        return [("allowed_agents", "null lets every agent read a tenant's data; list the agents that may call "
+                                   "it, or say allow_all_agents: true")]  # fmt: skip
+    return []
 
 
 def _loc(loc: tuple[Any, ...] | list[Any]) -> str:

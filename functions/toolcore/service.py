@@ -6,20 +6,24 @@ every call, whatever the caller listed before (a hidden tool is not a security b
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daarion_common.observability import MetricUnit, logger, metrics
 from daarion_contracts.tools import TOOL_ERROR_CODES, ToolCallError, ToolCallRequest, ToolCallResponse
-from toolcore.executors import Outcome, run_http, run_python
+from toolcore.executors import HttpExecutor, Outcome, PythonExecutor
+from toolcore.idempotency import IdempotencyStore
 from toolcore.registry import Registry, Tool, load_registry
+from toolcore.secrets import SecretSource, SecretUnavailable
 from toolcore.ssrf import Allowlist, Resolver, system_resolver
+
+if TYPE_CHECKING:
+    from daarion_common.events import ToolCallEvent
 
 ERROR_CODES = tuple(TOOL_ERROR_CODES)
 
@@ -85,17 +89,44 @@ class _Failed(Exception):
         self.outcome = outcome
 
 
+_UNSET: Any = object()
+
+
+def _emit(event: ToolCallEvent) -> None:
+    from daarion_common.usage import emit
+
+    emit(event)
+
+
 class ToolService:
+    """One container's Toolcore, built from its parts; a test builds one with other parts.
+
+    Every part not given is built from the environment when first needed (the cold path stays
+    short): the registry from ``TOOLCORE_REGISTRY`` (or the shipped ``tools.yaml``), the allowlist from
+    ``TOOL_HOST_ALLOWLIST``, the idempotency store on ``IDEMPOTENCY_TABLE``. ``audit`` receives each
+    call's :class:`ToolCallEvent` (default: the usage queue, ``daarion_common.usage.emit``).
+    """
+
     def __init__(
         self,
         registry: Registry | None = None,
         *,
         allowlist: Allowlist | None = None,
         resolver: Resolver = system_resolver,
+        http: HttpExecutor | None = None,
+        python: PythonExecutor | None = None,
+        secrets: SecretSource | None = None,
+        idempotency: IdempotencyStore | None = _UNSET,
+        audit: Callable[[ToolCallEvent], None] = _emit,
     ) -> None:
         self._registry = registry
         self._allowlist = allowlist
         self.resolver = resolver
+        self._http = http
+        self.python = python or PythonExecutor()
+        self.secrets = secrets or SecretSource()
+        self._idempotency = idempotency
+        self.audit = audit
         self._lock = threading.Lock()
 
     @property
@@ -113,6 +144,31 @@ class ToolService:
 
             self._allowlist = Allowlist.parse(get_settings().tool_host_allowlist)
         return self._allowlist
+
+    @property
+    def http(self) -> HttpExecutor:
+        if self._http is None:
+            with self._lock:
+                if self._http is None:
+                    self._http = HttpExecutor(allowlist=self.allowlist, resolver=self.resolver)
+        return self._http
+
+    @property
+    def idempotency(self) -> IdempotencyStore | None:
+        """None when no store is configured: then keyed calls to non-idempotent tools are refused."""
+        if self._idempotency is _UNSET:
+            from daarion_common.settings import get_settings
+
+            table = get_settings().idempotency_table
+            with self._lock:
+                if self._idempotency is _UNSET:
+                    self._idempotency = IdempotencyStore(table) if table else None
+        return self._idempotency
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+        self.python.close()
 
     # ------------------------------------------------------------ listing
     def visible_tools(self, agent_id: str, microdao_id: str) -> list[Tool]:
@@ -144,13 +200,14 @@ class ToolService:
             truncated=outcome.truncated,
             idempotent_replay=replayed,
         )
-        self._audit(request, tool_id, outcome, latency_ms, timings)
+        self._audit(request, tool_id, outcome, latency_ms, timings, replayed=replayed)
         metrics.add_metric(name="ToolCalls" if outcome.ok else "ToolCallErrors", unit=MetricUnit.Count, value=1)
         logger.info(
             "tool call",
             extra={"tool_id": tool_id, "agent_id": request.agent_id, "microdao_id": request.microdao_id,
                    "ok": outcome.ok, "error_code": outcome.code, "latency_ms": round(latency_ms, 3),
-                   "upstream_ms": round(outcome.upstream_ms, 3), "attempts": outcome.attempts},
+                   "upstream_ms": round(outcome.upstream_ms, 3), "attempts": 0 if replayed else outcome.attempts,
+                   "replay": replayed, "truncated": outcome.truncated},
         )  # fmt: skip
         return CallResult(response, timings)
 
@@ -176,6 +233,17 @@ class ToolService:
             return Outcome.fail(
                 "permission_denied", f"args.{tenant_arg} must be the caller's own microDAO ('{request.microdao_id}')."
             ), False
+        channel_arg = tool.config.channel_arg
+        if channel_arg:
+            channel = request.context.channel_id if request.context else None
+            if not channel:
+                return Outcome.fail(
+                    "permission_denied", f"'{tool.id}' acts in the call's channel: context.channel_id is required."
+                ), False
+            if request.args.get(channel_arg) != channel:
+                return Outcome.fail(
+                    "permission_denied", f"args.{channel_arg} must be the call's own channel (context.channel_id)."
+                ), False
         # What the target learns about the caller: the verified identity overrides whatever context says.
         context = {
             **(request.context.model_dump(exclude_unset=True) if request.context else {}),
@@ -206,21 +274,17 @@ class ToolService:
 
     def _execute(self, tool: Tool, args: dict[str, Any], context: dict[str, Any]) -> Outcome:
         if tool.config.executor == "python":
-            return run_python(tool, args, context)
-        from toolcore.secrets import SecretUnavailable, secret_value
-
+            return self.python.run(tool, args, context)
         headers: dict[str, str] = {}
         raw: list[str] = []
         for name, spec in tool.secrets:
             try:
-                raw.append(secret_value(name))
+                raw.append(self.secrets.value(name))
                 headers[spec.header] = spec.prefix + raw[-1]
             except SecretUnavailable as exc:
                 logger.error("tool secret unavailable", extra={"tool_id": tool.id, "secret": name, "reason": str(exc)})
                 return Outcome.fail("internal", "The tool's credentials are not available; it was not called.")
-        return run_http(
-            tool, args, context, allowlist=self.allowlist, resolver=self.resolver, secret_headers=headers, redact=raw
-        )
+        return self.http.run(tool, args, context, secret_headers=headers, redact=raw)
 
     def _idempotent(
         self,
@@ -234,10 +298,8 @@ class ToolService:
 
         Only successful outcomes are kept: a failed call may be retried with the same key.
         """
-        from daarion_common.settings import get_settings
-
-        table = get_settings().idempotency_table
-        if not table:
+        store = self.idempotency
+        if store is None:
             return Outcome.fail("internal", "No idempotency store is configured; the tool was not called."), False
         from aws_lambda_powertools.utilities.idempotency.exceptions import (
             IdempotencyAlreadyInProgressError,
@@ -245,9 +307,6 @@ class ToolService:
             IdempotencyValidationError,
         )
 
-        runner, config = _idempotent_runner(table)
-        if invocation.lambda_context is not None:
-            config.register_lambda_context(invocation.lambda_context)
         executed: list[float] = []
         call = {
             "tool_id": tool.id,
@@ -266,7 +325,7 @@ class ToolService:
 
         started = time.perf_counter()
         try:
-            stored = runner(call=call, execute=execute)
+            stored = store.run(call, execute, lambda_context=invocation.lambda_context)
         except _Failed as failed:
             return failed.outcome, False
         except IdempotencyValidationError:
@@ -288,12 +347,23 @@ class ToolService:
         return outcome, replayed
 
     def _audit(
-        self, request: ToolCallRequest, tool_id: str, outcome: Outcome, latency_ms: float, timings: CallTimings
+        self,
+        request: ToolCallRequest,
+        tool_id: str,
+        outcome: Outcome,
+        latency_ms: float,
+        timings: CallTimings,
+        *,
+        replayed: bool,
     ) -> None:
+        """One event per call, whatever its outcome. A replay (an idempotency key answered from the
+        store) says so, so the ledger counts the logical call once; ``attempts`` are the target calls
+        this request made (0 for a replay or a call refused before execution)."""
         from daarion_common.events import ToolCallEvent
-        from daarion_common.usage import emit
 
         channel = request.context.channel_id if request.context else None
+        audit_fields = {"replay": replayed, "attempts": 0 if replayed else outcome.attempts,
+                        "truncated": outcome.truncated}  # fmt: skip
         event = ToolCallEvent(
             agent_id=request.agent_id[:200] or "unknown",
             microdao_id=request.microdao_id[:200] or "unknown",
@@ -302,71 +372,10 @@ class ToolService:
             status="ok" if outcome.ok else "error",
             error_code=outcome.code,
             tool_id=tool_id or "unknown",
+            # the ledger's event gains these fields with the money issue (#11); until then they are logged
+            **{k: v for k, v in audit_fields.items() if k in ToolCallEvent.model_fields},
         )
         started = time.perf_counter()
-        emit(event)
+        self.audit(event)
         timings.aws_ms += (time.perf_counter() - started) * 1000
         timings.aws_calls += 1
-
-
-_runners: dict[str, tuple[Any, Any]] = {}
-_runners_lock = threading.Lock()
-
-
-def _idempotent_runner(table: str) -> tuple[Any, Any]:
-    """Powertools' idempotent_function on the DynamoDB table, built once per container and table."""
-    with _runners_lock:
-        if table in _runners:
-            return _runners[table]
-        from aws_lambda_powertools.utilities.idempotency import (
-            DynamoDBPersistenceLayer,
-            IdempotencyConfig,
-            idempotent_function,
-        )
-
-        from daarion_common.aws import client
-
-        persistence = DynamoDBPersistenceLayer(table_name=table, boto3_client=client("dynamodb"))
-        config = IdempotencyConfig(
-            event_key_jmespath="[tool_id, agent_id, microdao_id, idempotency_key]",
-            payload_validation_jmespath="args",
-            raise_on_no_idempotency_key=True,
-            expires_after_seconds=24 * 3600,
-            use_local_cache=False,  # a container-local cache could answer for a key another container failed
-        )
-
-        @idempotent_function(data_keyword_argument="call", persistence_store=persistence, config=config)
-        def run(call: dict[str, Any], execute: Any) -> dict[str, Any]:
-            return execute()
-
-        _runners[table] = (run, config)
-        return run, config
-
-
-def reset_runners() -> None:
-    """Forget cached idempotency runners (tests that switch endpoints)."""
-    with _runners_lock:
-        _runners.clear()
-
-
-# ---------------------------------------------------------------- the container's service
-
-_current: ToolService | None = None
-
-
-def current() -> ToolService:
-    global _current
-    if _current is None:
-        _current = ToolService()
-    return _current
-
-
-@contextlib.contextmanager
-def use(service: ToolService) -> Iterator[ToolService]:
-    """Serve with ``service`` for the duration (tests inject a registry, allowlist and resolver)."""
-    global _current
-    previous, _current = _current, service
-    try:
-        yield service
-    finally:
-        _current = previous

@@ -1,9 +1,11 @@
 """Where a tool's HTTP target may point: public addresses only, unless the host is allowlisted.
 
-The host is parsed in every encoding a URL parser or ``inet_aton`` accepts (``2130706433``,
-``0x7f.1``, ``0177.0.0.1``, ``127.1``, ``[::ffff:127.0.0.1]``, ``[::1]``), names are resolved, and every
-address the name resolves to must be public; the executor then connects to the address checked here
-(never resolving again), so a DNS answer that changes between check and connect changes nothing.
+Which addresses are public is decided by a dated copy of IANA's special-purpose registries
+(:mod:`toolcore.address_registry`), never by ``ipaddress.is_global``. The host is parsed in every
+encoding a URL parser or ``inet_aton`` accepts (``2130706433``, ``0x7f.1``, ``0177.0.0.1``, ``127.1``,
+``[::ffff:127.0.0.1]``, ``[::1]``), names are resolved, and every address the name resolves to must be
+public; the executor then connects to the address checked here (never resolving again), so a DNS
+answer that changes between check and connect changes nothing.
 """
 
 from __future__ import annotations
@@ -14,15 +16,11 @@ import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+from toolcore.address_registry import IPAddress, classify
+
 Resolver = Callable[[str, int], list[str]]
 
 _LEGACY_IPV4 = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$", re.IGNORECASE)
-# Ranges Python's is_global may still call global but that must never be a tool target.
-_ALSO_REFUSED = (
-    ipaddress.ip_network("100.64.0.0/10"),  # carrier-grade NAT
-    ipaddress.ip_network("64:ff9b:1::/48"),  # local-use NAT64
-)
 
 
 class TargetRefused(Exception):
@@ -67,24 +65,19 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address
 
 
 def why_refused(address: IPAddress) -> str | None:
-    """None if ``address`` is a public unicast address, else what it is."""
+    """None if ``address`` may be a tool target, else what it is (see :mod:`toolcore.address_registry`).
+
+    An IPv6 address that carries an IPv4 address (IPv4-mapped, NAT64, 6to4, Teredo, IPv4-compatible) is
+    judged by that IPv4 address first, then by its own block.
+    """
     candidates: list[IPAddress] = []
     if isinstance(address, ipaddress.IPv6Address):
-        candidates.extend(_embedded_ipv4(address))  # judged by the IPv4 address it carries, first
+        candidates.extend(_embedded_ipv4(address))
     candidates.append(address)
-    for a in candidates:
-        if a.is_loopback:
-            return "loopback"
-        if a.is_link_local:
-            return "link-local (cloud metadata)"
-        if a.is_unspecified:
-            return "unspecified"
-        if a.is_multicast:
-            return "multicast"
-        if a.is_private or any(a in net for net in _ALSO_REFUSED if a.version == net.version):
-            return "private"
-        if a.is_reserved or not a.is_global:
-            return "reserved"
+    for candidate in candidates:
+        reason = classify(candidate)
+        if reason:
+            return reason
     return None
 
 
@@ -128,7 +121,7 @@ def check_target(host: str, port: int, *, allowlist: Allowlist, resolver: Resolv
             address = address.ipv4_mapped
         reason = None if allowed else why_refused(address)
         if reason:
-            raise TargetRefused(f"the tool's target is refused: it resolves to a {reason} address")
+            raise TargetRefused(f"the tool's target is refused: it resolves to a non-public address: {reason}")
         checked.append(str(address))
     if not checked:
         raise TargetRefused("the tool's target host does not resolve")

@@ -356,14 +356,11 @@ def test_mcp_requires_the_identity_headers_for_tools(lambda_context: Any) -> Non
     assert [f["field"] for f in answer["error"]["data"]["fields"]] == ["header.x-agent-id"]
 
 
-def test_mcp_reads_identity_headers_as_utf8(lambda_context: Any) -> None:
+def test_mcp_reads_identity_headers_as_utf8(lambda_context: Any, serve_with: Any) -> None:
     """A non-ASCII id in a header is the same id as in a body (UTF-8, not Latin-1)."""
     agent = "agent:софія"
-    serve = make_service(tool("demo.only", allowed_agents=[agent]))
-    from toolcore import service as service_module
-
-    with service_module.use(serve):
-        status, answer = post_mcp(lambda_context, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, x_agent_id=agent)
+    serve_with(make_service(tool("demo.only", allowed_agents=[agent])))
+    status, answer = post_mcp(lambda_context, {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, x_agent_id=agent)
     assert status == 200 and [t["name"] for t in answer["result"]["tools"]] == ["demo.only"]
 
 

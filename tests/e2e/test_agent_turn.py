@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import tempfile
 import threading
@@ -38,7 +39,12 @@ pytestmark = pytest.mark.slow
 
 CALL_PROJECTS = "[[call projects.list]]"
 CALL_TASK = "[[call task.create]]"
-TOOL_DAO = "dao-e2e"  # the microDAO the scripted model's tool calls name (Toolcore checks it is the caller's)
+TOOL_DAO = "microdao:e2e"  # the microDAO the scripted model's tool calls name (Toolcore checks it is the caller's)
+DAO_MARK = re.compile(r"\[\[dao (\S+)\]\]")  # "[[dao microdao:x]]" in a message: the tool calls name that one
+# The shipped registry lets only named agents read projects (agent:sofia, agent:pm, agent:cto): tests whose
+# turn uses a tool run as agent:sofia (7 model calls in this stack). The others keep an agent of their
+# own, so the proxy's per-agent limit (10 calls a minute) is not shared by the whole module.
+SOFIA_ID = "agent:sofia"
 
 
 def responder(body: dict[str, Any]) -> Reply:
@@ -48,10 +54,12 @@ def responder(body: dict[str, Any]) -> Reply:
     user = next(m["content"] for m in reversed(messages) if m["role"] == "user")
     if tool_results:
         return Reply.text(f"From the tool: {tool_results[-1]['content']}")
+    mark = DAO_MARK.search(user)
+    dao = mark.group(1) if mark else TOOL_DAO
     if CALL_PROJECTS in user:
-        return Reply.tool_call("projects__list", {"microdao_id": TOOL_DAO, "status": "all"})
+        return Reply.tool_call("projects__list", {"microdao_id": dao, "status": "all"})
     if CALL_TASK in user:
-        return Reply.tool_call("task__create", {"microdao_id": TOOL_DAO, "project_id": "demo-proj-1", "title": "x"})
+        return Reply.tool_call("task__create", {"microdao_id": dao, "project_id": "demo-proj-1", "title": "x"})
     return Reply.text(f"Plain answer to: {user}")
 
 
@@ -91,7 +99,9 @@ def _warm(stack: LocalStack) -> None:
 
 def _stack(env: dict[str, str]) -> Iterator[LocalStack]:
     state = Path(tempfile.mkdtemp(prefix="daarion-test-agent-"))
-    stack = start_local_stack(state, env={"DEVSTACK_SCHEDULE_SECONDS": "3600", **env})
+    # one container per function: a turn fans out to one function in parallel and has a 5 s deadline,
+    # which a second container's cold start would eat (parallel containers: tests/integration/test_local_stack.py)
+    stack = start_local_stack(state, env={"DEVSTACK_SCHEDULE_SECONDS": "3600", "DEVSTACK_MAX_CONTAINERS": "1", **env})
     try:
         _warm(stack)
         yield stack
@@ -122,7 +132,7 @@ def services(stack: LocalStack, memory_url: str | None = None) -> Services:
 
 def sofia(**over: Any) -> Blueprint:
     values: dict[str, Any] = {
-        "agent_id": f"sofia-{uuid.uuid4().hex[:6]}",
+        "agent_id": f"agent:sofia-{uuid.uuid4().hex[:6]}",  # no tools: see SOFIA_ID
         "system_prompt": "You are Sofia.",
         "model": "dagi-local-8b",
         "allowed_tools": ("projects.list",),
@@ -160,14 +170,16 @@ def test_memory_from_an_earlier_turn_reaches_the_next_prompt(stack, model):
 
 
 def test_a_context_tool_result_is_in_the_prompt(stack):
-    result = turn(stack, sofia(), "What is going on?", dao=TOOL_DAO)
+    result = turn(stack, sofia(agent_id=SOFIA_ID), "What is going on?", dao=TOOL_DAO)
     assert steps(result, "tool:projects.list")[0].status == "ok"
     assert "Community garden (demo)" in result.prompt[0]["content"]
     assert "Old website (demo)" not in result.prompt[0]["content"]  # the context tool asked for active ones
 
 
 def test_a_tool_call_from_the_model_runs_in_toolcore_and_the_answer_uses_it(stack, model):
-    result = turn(stack, sofia(context_tools=()), f"List every project {CALL_PROJECTS}", dao=TOOL_DAO)
+    result = turn(
+        stack, sofia(agent_id=SOFIA_ID, context_tools=()), f"List every project {CALL_PROJECTS}", dao=TOOL_DAO
+    )
     tool_steps = [s for s in steps(result, "tool:projects.list") if s.detail.get("requested_by_model")]
     assert tool_steps and tool_steps[0].status == "ok"
     assert "Old website (demo)" in result.reply  # only in the tool's answer (status=all), echoed by the model
@@ -178,7 +190,8 @@ def test_a_tool_call_from_the_model_runs_in_toolcore_and_the_answer_uses_it(stac
 
 
 def test_a_tool_the_agent_may_not_call_is_refused_and_traced(stack, model):
-    result = turn(stack, sofia(context_tools=()), f"Create a task {CALL_TASK}", dao=TOOL_DAO)
+    # agent:sofia may create tasks in the registry, but this blueprint does not let her: the turn refuses
+    result = turn(stack, sofia(agent_id=SOFIA_ID, context_tools=()), f"Create a task {CALL_TASK}", dao=TOOL_DAO)
     refused = steps(result, "tool:task.create")
     assert refused and refused[0].status == "refused" and "permission_denied" in refused[0].error
     tool_message = next(m for m in model.chat_requests()[-1].body["messages"] if m["role"] == "tool")
@@ -187,14 +200,15 @@ def test_a_tool_the_agent_may_not_call_is_refused_and_traced(stack, model):
 
 
 def test_usage_of_the_turn_appears_in_the_usage_api(stack):
-    agent = sofia()
-    result = turn(stack, agent, f"List every project {CALL_PROJECTS}", dao=TOOL_DAO)
+    agent, dao = sofia(agent_id=SOFIA_ID), f"microdao:usage-{uuid.uuid4().hex[:6]}"  # this turn's usage alone
+    result = turn(stack, agent, f"List every project {CALL_PROJECTS} [[dao {dao}]]", dao=dao)
     llm_calls = len([s for s in steps(result, "llm") if s.status == "ok"])
     tokens = result.prompt_tokens + result.completion_tokens
 
     def usage() -> dict[str, Any] | None:
         body = httpx.get(
-            f"{stack.llm_proxy}/internal/llm/usage", params={"agent_id": agent.agent_id, "group_by": "model"},
+            f"{stack.llm_proxy}/internal/llm/usage",
+            params={"agent_id": agent.agent_id, "microdao_id": dao, "group_by": "model"},
             headers={"X-Internal-Secret": "dev-secret-token"}, timeout=10,
         ).json()  # fmt: skip
         return body if body["totals"]["requests"] >= llm_calls and body["totals"]["tool_calls"] >= 2 else None
@@ -241,7 +255,7 @@ def degraded(failing_target: FailingTarget) -> Iterator[tuple[LocalStack, Script
 
 def test_a_failing_tool_is_reported_and_the_turn_still_answers(degraded):
     stack, _ = degraded
-    result = turn(stack, sofia(model="gpt-4.1-mini"), "What is going on?", dao=TOOL_DAO)  # offline provider answers
+    result = turn(stack, sofia(agent_id=SOFIA_ID, model="gpt-4.1-mini"), "What is going on?", dao=TOOL_DAO)  # offline
     failed = steps(result, "tool:projects.list")[0]
     assert failed.status == "error" and "upstream_error" in failed.error
     assert "Live data from projects.list is unavailable" in result.prompt[0]["content"]

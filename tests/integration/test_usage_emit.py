@@ -43,3 +43,43 @@ def test_unreachable_queue_logs_the_whole_event_for_reconciliation(aws, monkeypa
 def test_missing_queue_configuration_is_also_reconciled(monkeypatch, caplog):
     with caplog.at_level("ERROR"):
         assert emit(_event()) == "reconcile"
+
+
+def test_a_slow_queue_endpoint_cannot_stall_the_request(monkeypatch, caplog):
+    """An endpoint that accepts and never answers: two short attempts, then the reconciliation line."""
+    import socket
+    import threading
+
+    from daarion_common import usage
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn)  # read nothing, answer nothing
+
+    threading.Thread(target=accept, daemon=True).start()
+    port = listener.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("USAGE_QUEUE_URL", f"http://127.0.0.1:{port}/123456789012/usage")
+    monkeypatch.setenv("USAGE_SEND_TIMEOUT_SECONDS", "0.3")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    get_settings.cache_clear()
+    try:
+        with caplog.at_level("ERROR"):
+            assert emit(_event()) == "reconcile"
+        assert len(accepted) <= usage.SEND_ATTEMPTS  # no retry storm behind the caller's back
+        assert [r for r in caplog.records if getattr(r, "reconcile", False)]
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
+        get_settings.cache_clear()

@@ -347,7 +347,9 @@ def listed(serve_with, lambda_context):
     serve_with(ToolService(load_registry(DEFAULT_CONFIG, environ=env)))
 
     def get(fmt: str) -> dict:
-        status, _, body = invoke(list_event(agent_id="sofia", microdao_id="dao-1", format=fmt), lambda_context)
+        status, _, body = invoke(
+            list_event(agent_id="agent:sofia", microdao_id="microdao:7", format=fmt), lambda_context
+        )
         assert status == 200
         return body
 

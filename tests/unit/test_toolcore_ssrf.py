@@ -177,11 +177,122 @@ def test_redirects_are_never_followed(serve_with, call_tool, tool_target, other_
 
 def test_environment_proxies_are_ignored(serve_with, call_tool, tool_target, other_target, monkeypatch):
     """A proxy would connect by name and undo the check; the client does not read HTTP(S)_PROXY."""
-    from toolcore import executors
-
     monkeypatch.setenv("HTTP_PROXY", other_target.url(""))
     monkeypatch.setenv("http_proxy", other_target.url(""))
-    monkeypatch.setattr(executors, "_client", None)
     serve_with(make_service(tool("t.ok", "http", tool_target.url("/echo")), allow=[tool_target.host_port]))
     assert call_tool("t.ok")["ok"] is True
     assert sum(other_target.hits.values()) == 0
+
+
+# ---------------------------------------------------------------- the dated IANA table, not is_global
+
+IANA_REFUSED = [
+    ("[fec0::1]", "site-local"),  # deprecated site-local (RFC 3879)
+    ("[feff::1]", "site-local"),
+    ("[3fff::1]", "documentation"),  # RFC 9637
+    ("[3fff:fff::1]", "documentation"),
+    ("[2001:db8::1]", "documentation"),
+    ("192.0.2.1", "documentation"),
+    ("198.51.100.7", "documentation"),
+    ("203.0.113.9", "documentation"),
+    ("198.18.0.1", "benchmarking"),
+    ("[2001:2::1]", "benchmarking"),
+    ("240.0.0.1", "reserved"),
+    ("255.255.255.255", "broadcast"),
+    ("192.0.0.1", "reserved"),
+    ("192.0.0.8", "reserved"),
+    ("192.0.0.170", "reserved"),
+    ("192.88.99.1", "reserved"),  # deprecated 6to4 relay anycast
+    ("[64:ff9b:1::1]", "private"),  # local-use NAT64: Python versions disagree on it
+    ("[64:ff9b::a00:1]", "private"),  # NAT64 around 10.0.0.1
+    ("[2002::1]", "unspecified"),  # 6to4 around 0.0.0.0
+    ("[2002:808:808::1]", "6to4"),  # 6to4 around a public address: the block itself is deprecated
+    ("[2001:0:808:808::fefe:fefe]", "reserved"),  # Teredo (server 8.8.8.8, client 1.1.1.1)
+    ("[2001:10::1]", "reserved"),  # deprecated ORCHID
+    ("[100::1]", "reserved"),  # discard-only
+    ("[5f00::1]", "reserved"),  # SRv6 SIDs
+    ("[4000::1]", "outside IPv6 global unicast"),  # unallocated space
+    ("[::8.8.8.8]", "outside IPv6 global unicast"),  # deprecated IPv4-compatible
+    ("[::ffff:8.8.8.8]", "reserved"),  # IPv4-mapped: never a target of its own
+]
+
+
+@pytest.mark.parametrize(("host", "kind"), IANA_REFUSED)
+def test_special_purpose_ranges_from_the_iana_table_are_refused(host, kind):
+    with pytest.raises(TargetRefused, match=kind):
+        check_target(host, 443, allowlist=Allowlist(), resolver=_no_dns)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "8.8.8.8",
+        "[2606:4700:4700::1111]",
+        "[64:ff9b::808:808]",  # NAT64 (well-known prefix) around a public address
+        "192.0.0.9",  # Port Control Protocol anycast: IANA says globally reachable, inside a refused /24
+        "[2001:1::1]",  # the same in IPv6; Python versions disagree on it
+        "[2001:4860::1]",  # in 2001::/16 but outside 2001::/23
+    ],
+)
+def test_globally_reachable_addresses_pass_whatever_python_thinks(host):
+    assert check_target(host, 443, allowlist=Allowlist(), resolver=_no_dns)
+
+
+def test_every_block_of_the_table_decides_as_iana_says():
+    """Each block's first and last address: refused unless IANA marks the block globally reachable."""
+    from toolcore.address_registry import IPV4_SPECIAL, IPV6_SPECIAL, REVIEWED, classify, special_block
+
+    assert REVIEWED  # the table is dated
+    for block in (*IPV4_SPECIAL, *IPV6_SPECIAL):
+        for address in (block.network[0], block.network[-1]):
+            assert special_block(address) is not None
+            if special_block(address) is block:  # not inside a more specific block
+                refused = classify(address) is not None
+                assert refused is (block.globally_reachable is not True), (block, address)
+
+
+def test_the_table_does_not_use_is_global():
+    import ast
+    import inspect
+
+    from toolcore import address_registry, ssrf
+
+    for module in (address_registry, ssrf):
+        used = {n.attr for n in ast.walk(ast.parse(inspect.getsource(module))) if isinstance(n, ast.Attribute)}
+        assert not used & {"is_global", "is_private", "is_reserved", "is_loopback", "is_link_local"}, module
+
+
+# ---------------------------------------------------------------- connections pooled per host name
+
+
+def test_two_host_names_on_one_address_never_share_a_connection(serve_with, call_tool, tool_target):
+    """alpha.internal and beta.internal both resolve to the loopback server (both allowlisted): each name
+    gets its own kept-alive connection, reused for that name only."""
+    port = tool_target.port
+    dns = fake_dns({"alpha.internal": ["127.0.0.1"], "beta.internal": ["127.0.0.1"]})
+    serve_with(
+        make_service(
+            tool("t.alpha", "http", f"http://alpha.internal:{port}/echo"),
+            tool("t.beta", "http", f"http://beta.internal:{port}/echo"),
+            allow=[f"alpha.internal:{port}", f"beta.internal:{port}"],
+            resolver=dns,
+        )
+    )
+    for _ in range(3):
+        assert call_tool("t.alpha")["result"]["host"] == f"alpha.internal:{port}"
+        assert call_tool("t.beta")["result"]["host"] == f"beta.internal:{port}"
+    assert tool_target.hits["/echo"] == 6
+    connections = tool_target.hosts_by_connection
+    assert all(len(hosts) == 1 for hosts in connections.values()), connections  # never two names on one
+    assert sorted(next(iter(h)) for h in connections.values()) == [f"alpha.internal:{port}", f"beta.internal:{port}"]
+
+
+def test_one_service_pools_per_name_and_reuses(serve_with, call_tool, tool_target):
+    from toolcore.executors import HttpExecutor
+    from toolcore.ssrf import Allowlist as AL
+
+    executor = HttpExecutor(allowlist=AL())
+    assert executor.client_for("http", "A.example", 80) is executor.client_for("http", "a.example", 80)
+    assert executor.client_for("http", "a.example", 80) is not executor.client_for("http", "b.example", 80)
+    assert executor.client_for("https", "a.example", 443) is not executor.client_for("http", "a.example", 443)
+    executor.close()
