@@ -14,6 +14,8 @@ Environment: BENCH_MEMORY_ROWS (default 1000000), BENCH_MEMORY_SCOPE_ROWS (defau
 BENCH_MEMORY_QUERIES (default 200), BENCH_MEMORY_INSERT_ROWS (default 20000),
 BENCH_MEMORY_EF_SEARCH (default: the service's MEMORY_HNSW_EF_SEARCH), BENCH_EMBED_TEXTS (default 256),
 BENCH_MEMORY_DATA (lowrank | clustered, see Vectors),
+BENCH_MEMORY_COMPARE_SCOPE (1: also time the vector leg with the visibility rule against the former
+scope predicate, interleaved on the same index, so a busy shared host cannot bias one side),
 BENCH_DATABASE_URL (use an existing database instead of a temporary embedded server).
 Figures for the record, not assertions. Run: `make bench` or `python -m bench memory`.
 """
@@ -226,6 +228,9 @@ def main() -> None:
         log(f"  recall@10 vs exact scan of the scope: {statistics.mean(recalls):.3f} (target >= 0.95); "
             f"queries with fewer than 10 results: {short}")  # fmt: skip
 
+        if os.environ.get("BENCH_MEMORY_COMPARE_SCOPE") == "1":
+            compare_scope(conn, scope, queries[20:], ef_search, settings)
+
         n = min(INSERT_ROWS, max(1000, ROWS // 10))
         began = time.perf_counter()
         copy_rows(conn, vectors, ROWS, n, dao_of=dao_of, chunk=5000)
@@ -235,6 +240,51 @@ def main() -> None:
         conn.close()
 
     embed_throughput()
+
+
+# The scope predicate before the visibility rule (issue 13): any row of the caller's channel, whatever
+# its owner, tier or kind. Kept here only to measure what the rule costs.
+FORMER_SCOPE_SQL = """m.microdao_id = %(dao)s
+   AND (m.agent_id = %(agent)s OR m.tier = 'long' OR (m.channel_id IS NOT NULL AND m.channel_id = %(channel)s))
+   AND (m.expires_at IS NULL OR m.expires_at > now())
+   AND (%(kinds)s::text[] IS NULL OR m.kind = ANY(%(kinds)s::text[]))"""
+
+
+def compare_scope(conn: Any, scope: Any, queries: Any, ef_search: int, settings: Any) -> None:
+    """The vector leg with the visibility rule and with the former predicate, alternating query by query
+    on the same index: the ratio of the two is what the rule costs, whatever else the host is doing."""
+    from memory import retrieval
+
+    current = retrieval.VECTOR_SQL
+    former = current.replace(retrieval.SCOPE_SQL, FORMER_SCOPE_SQL)
+    assert former != current
+    timings: dict[str, list[float]] = {"rule": [], "former": []}
+    found: dict[str, list[list[str]]] = {"rule": [], "former": []}
+    try:
+        for q in queries:
+            for name, sql in (
+                (("rule", current), ("former", former))
+                if len(timings["rule"]) % 2
+                else (("former", former), ("rule", current))
+            ):
+                retrieval.VECTOR_SQL = sql
+                began = time.perf_counter()
+                got = retrieval.vector_candidates(
+                    conn, scope, q, 10, ef_search=ef_search, max_scan_tuples=settings.memory_hnsw_max_scan_tuples,
+                    exact_below=settings.memory_exact_scan_below,
+                )  # fmt: skip
+                timings[name].append((time.perf_counter() - began) * 1000)
+                found[name].append([i for i, _ in got])
+    finally:
+        retrieval.VECTOR_SQL = current
+    same = sum(a == b for a, b in zip(found["rule"], found["former"], strict=True))
+    for name in ("former", "rule"):
+        log(f"  scope predicate {name:6}: p50 {statistics.median(timings[name]):.2f} ms   "
+            f"p95 {percentile(timings[name], 95):.2f} ms  ({len(queries)} queries, interleaved)")  # fmt: skip
+    p50 = statistics.median(timings["rule"]) / statistics.median(timings["former"])
+    p95 = percentile(timings["rule"], 95) / percentile(timings["former"], 95)
+    log(f"  visibility rule / former predicate: p50 x{p50:.2f}, p95 x{p95:.2f}; "
+        f"identical results for {same}/{len(queries)} queries")  # fmt: skip
 
 
 def embed_throughput() -> None:
