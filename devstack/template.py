@@ -85,6 +85,14 @@ class FunctionSpec:
     schedules: list[Schedule] = field(default_factory=list)
     build_arg_function: str | None = None
     reserved_concurrency: int | None = None  # ReservedConcurrentExecutions: beyond it Lambda throttles
+    entry_point: list[str] = field(default_factory=list)  # ImageConfig.EntryPoint: a runtime of its own
+    command: list[str] = field(default_factory=list)  # ImageConfig.Command (the handler, or the entry's args)
+    function_url: dict[str, Any] | None = None  # FunctionUrlConfig: {AuthType, InvokeMode}
+
+    @property
+    def streams(self) -> bool:
+        """Served through a Function URL with response streaming, by its own runtime (the EntryPoint)."""
+        return bool(self.function_url and self.function_url.get("InvokeMode") == "RESPONSE_STREAM")
 
 
 class Resolver:
@@ -200,7 +208,8 @@ def functions(template: dict[str, Any], resolver: Resolver) -> dict[str, Functio
         env.update(glob.get("Environment", {}).get("Variables", {}))
         env.update(props.get("Environment", {}).get("Variables", {}))
         resolved_env = {k: v for k, v in ((k, resolver.resolve(v)) for k, v in env.items()) if v is not None}
-        command = props.get("ImageConfig", {}).get("Command") or [props.get("Handler", "")]
+        image = props.get("ImageConfig", {})
+        command = image.get("Command") or [props.get("Handler", "")]
         spec = FunctionSpec(
             logical_id=logical_id,
             handler=command[0],
@@ -211,6 +220,9 @@ def functions(template: dict[str, Any], resolver: Resolver) -> dict[str, Functio
             reserved_concurrency=int(props["ReservedConcurrentExecutions"])
             if props.get("ReservedConcurrentExecutions") is not None
             else None,
+            entry_point=[str(part) for part in image.get("EntryPoint") or []],
+            command=[str(part) for part in command],
+            function_url=resolver.resolve(props["FunctionUrlConfig"]) if props.get("FunctionUrlConfig") else None,
         )
         for name, event in (props.get("Events") or {}).items():
             etype, eprops = event.get("Type"), event.get("Properties", {})

@@ -56,9 +56,10 @@ def test_sam_validate_lint_passes_offline():
     assert "is a valid SAM Template" in result.stdout
 
 
-def test_five_functions_as_container_images():
+def test_six_functions_as_container_images():
     assert set(SPECS) == {
         "LlmProxyFunction",
+        "LlmProxyStreamFunction",
         "MemoryFunction",
         "ToolcoreFunction",
         "UsageRecorderFunction",
@@ -193,3 +194,54 @@ def test_reconcile_lines_of_the_proxy_and_toolcore_are_counted_and_alarmed():
     (alarm,) = alarms
     assert alarm["Namespace"] == namespace and alarm["Statistic"] == "Sum" and alarm["Period"] == 300
     assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+# ---------------------------------------------------------------- the long path (Function URL, streaming)
+LONG = FUNCTIONS["LlmProxyStreamFunction"]["Properties"]
+
+
+def test_the_long_path_is_the_same_image_and_app_streamed_through_a_function_url():
+    buffered = FUNCTIONS["LlmProxyFunction"]
+    assert FUNCTIONS["LlmProxyStreamFunction"]["Metadata"] == buffered["Metadata"]  # the very same image
+    assert LONG["FunctionUrlConfig"] == {"AuthType": {"Ref": "LongPathAuthType"}, "InvokeMode": "RESPONSE_STREAM"}
+    assert TEMPLATE["Parameters"]["LongPathAuthType"]["AllowedValues"] == ["NONE", "AWS_IAM"]
+    entry, command = LONG["ImageConfig"]["EntryPoint"], LONG["ImageConfig"]["Command"]
+    assert entry[1:] == ["-m", "daarion_common.lambda_streaming"]
+    # the runtime serves the app the buffered function's handler wraps, with the same observability hook
+    app_path = command[0]
+    handler_module = buffered["Properties"]["ImageConfig"]["Command"][0].rpartition(".")[0]
+    assert app_path == f"{handler_module}.app"
+    from daarion_common import lambda_streaming
+
+    assert lambda_streaming.load(app_path) is importlib.import_module(handler_module).app
+    assert callable(lambda_streaming.load(command[command.index("--around") + 1]))
+    # what the buffered function reads, the long path reads too (limits, usage, keys)
+    assert LONG["Environment"] == buffered["Properties"]["Environment"]
+    assert LONG["Policies"] == buffered["Properties"]["Policies"]
+    assert not LONG.get("Events"), "the long path is the Function URL only, never an HTTP API route (30 s cut)"
+    assert TEMPLATE["Outputs"]["LlmProxyStreamUrl"]["Value"] == {
+        "Fn::GetAtt": ["LlmProxyStreamFunctionUrl", "FunctionUrl"]
+    }
+
+
+def test_the_long_paths_timeout_fits_the_longest_configured_call():
+    """Every attempt of every model of the longest fallback chain, with backoff, plus the limiter and the usage
+    send (10 s), fits the long path's Timeout — even if the retry's total deadline did not cut it shorter."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "functions" / "llm_proxy" / "routing.yaml").read_text())
+    models, retry = config["models"], config["retry"]
+    attempts, backoff = retry["attempts_per_provider"], retry["backoff_max_s"]
+
+    def one(name: str) -> float:
+        return attempts * models[name].get("timeout_s", 60) + (attempts - 1) * backoff
+
+    chains = {
+        name: one(name) + sum(one(f) for f in model.get("fallbacks", []) if f != name)
+        for name, model in models.items()
+        if model.get("kind", "chat") == "chat"
+    }
+    longest = max(chains.values())
+    assert LONG["Timeout"] >= longest + 10, (LONG["Timeout"], chains)
+    assert LONG["Timeout"] <= 900  # Lambda's maximum
+    assert retry["total_timeout_s"] + 10 <= LONG["Timeout"]

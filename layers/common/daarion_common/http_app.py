@@ -7,7 +7,8 @@ A function's ``app.py`` builds its app with :func:`create_app`, adds its routes,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -111,3 +112,25 @@ def lambda_handler(app: FastAPI) -> Callable[[dict[str, Any], Any], dict[str, An
         return response
 
     return handler
+
+
+@contextmanager
+def streamed_invocation(event: dict[str, Any], context: Any) -> Iterator[None]:
+    """Around each invocation of the long path (``daarion_common.lambda_streaming ... --around`` this): what
+    :func:`lambda_handler`'s decorators do on the buffered path — the request's correlation id and the
+    invocation's fields on every log line, the metrics flushed as one EMF line when the invocation ends."""
+    logger.structure_logs(
+        append=True,
+        function_request_id=getattr(context, "aws_request_id", None),
+        function_arn=getattr(context, "invoked_function_arn", None),
+    )
+    logger.set_correlation_id(((event or {}).get("requestContext") or {}).get("requestId"))
+    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+    try:
+        yield
+    finally:
+        try:
+            metrics.flush_metrics()
+        except Exception as exc:  # metrics are never worth an answer: say so and go on
+            logger.warning("metrics not flushed", extra={"error_type": type(exc).__name__, "error": str(exc)})
+        logger.remove_keys(["function_request_id", "function_arn"])
