@@ -58,9 +58,14 @@ class Container:
     started_at: float = field(default_factory=time.time)
     init_ms: float = 0.0
     invocations: int = 0
+    runtime: Any = None  # a streaming function's local Runtime API (devstack/runtime_api.py); None otherwise
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def close_runtime(self) -> None:
+        if self.runtime is not None:
+            self.runtime.close()
 
 
 Spawn = Callable[[str, int], Container]  # (function, container number) -> a started, ready container
@@ -78,8 +83,10 @@ class FunctionPool:
         max_containers: int,
         reserved: int | None,
         log: Callable[[str], None],
+        streaming: bool = False,
     ) -> None:
         self.name, self.spawn, self.timeout_s, self.log = name, spawn, timeout_s, log
+        self.streaming = streaming  # served through its Function URL (devstack/function_url.py), not Invoke
         self.max_containers = max(1, min(max_containers, reserved or max_containers))
         self.reserved = reserved
         self.idle: list[Container] = []
@@ -99,6 +106,7 @@ class FunctionPool:
             self.idle.remove(container)
         if container.alive():
             container.proc.kill()
+        container.close_runtime()
         code = container.proc.poll()
         self.counts[reason] += 1
         self.log(
@@ -177,6 +185,7 @@ class FunctionPool:
             except subprocess.TimeoutExpired:
                 container.proc.kill()
                 container.proc.wait()
+            container.close_runtime()
 
     def pids(self) -> list[int]:
         with self.cond:
@@ -216,6 +225,11 @@ class Invoker:
     def invoke(self, function: str, event: Any, *, wait_s: float | None = None) -> InvokeResult:
         pool = self.pools[function]
         request_id = str(uuid.uuid4())
+        if pool.streaming:
+            message = f"{function} streams its response: invoke it through its Function URL"
+            return InvokeResult(
+                {"message": message, "Type": "User"}, False, request_id, 400, "InvalidRequestContentException"
+            )
         payload = json.dumps(event).encode()
         if len(payload) > limits.LAMBDA_SYNC_REQUEST_BYTES:
             return InvokeResult(

@@ -52,6 +52,7 @@ class LocalStack:
     log_path: Path
     state_dir: Path
     ports: tuple[int, int, int, int]
+    stream_port: int = 0  # the LLM Proxy's long path (its Function URL)
 
     @property
     def log(self) -> str:
@@ -64,6 +65,11 @@ class LocalStack:
     @property
     def llm_proxy(self) -> str:
         return f"http://127.0.0.1:{self.ports[1]}"
+
+    @property
+    def llm_stream(self) -> str:
+        """The LLM Proxy's long path: its Function URL with response streaming."""
+        return f"http://127.0.0.1:{self.stream_port}"
 
     @property
     def memory(self) -> str:
@@ -100,10 +106,11 @@ def start_local_stack(
 ) -> LocalStack:
     """Start the stack and wait until every port answers /health. The caller must call .stop()."""
     ports = ports or tuple(free_ports(4))  # type: ignore[assignment]
+    stream_port = free_ports(1)[0]
     log_path = state_dir / "stack.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DATABASE_URL", "INTERNAL_SECRET"))}
     full_env.update(
-        DEVSTACK_PORTS=",".join(map(str, ports)),
+        DEVSTACK_PORTS=",".join(map(str, (*ports, stream_port))),
         DEVSTACK_MOTO_PORT="0",
         DEVSTACK_STATE_DIR=str(state_dir),
         DEVSTACK_RETRY_VISIBILITY_SECONDS="1",
@@ -113,12 +120,14 @@ def start_local_stack(
         proc = subprocess.Popen(
             [sys.executable, "-m", "devstack"], cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT
         )
-    stack = LocalStack(proc, log_path, state_dir, ports)  # type: ignore[arg-type]
+    stack = LocalStack(proc, log_path, state_dir, ports, stream_port)  # type: ignore[arg-type]
 
     def healthy() -> bool:
         if proc.poll() is not None:
             raise AssertionError(f"the local stack exited early:\n{stack.log[-5000:]}")
-        return all(httpx.get(f"http://127.0.0.1:{p}/health", timeout=2).status_code == 200 for p in ports)
+        return all(
+            httpx.get(f"http://127.0.0.1:{p}/health", timeout=2).status_code == 200 for p in (*ports, stream_port)
+        )
 
     try:
         wait_for(healthy, 180, "the local stack's /health on every port")

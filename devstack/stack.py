@@ -7,12 +7,15 @@
   the template: one started up front, more on demand for concurrent invocations (each a cold start),
   a dead one replaced on the next invocation (devstack/invoker.py);
 - the API gateway on one port for every route and one port per HTTP service, with AWS's limits;
+- the LLM Proxy's long path: its Function URL with response streaming (devstack/function_url.py), on its
+  own port, served by the very process the image runs (the streaming runtime) against a local Runtime API;
 - SQS pollers and schedules that invoke the consumer functions;
 - a supervisor: dead containers are reaped, a stopped embedded PostgreSQL is restarted, expired
   DynamoDB items are deleted as DynamoDB's TTL does (devstack/ttl.py); `/_local/status` counts it all.
 
-Configuration (environment): DEVSTACK_PORTS (gateway,llm,memory,toolcore; default
-3000,7007,7008,7009), DEVSTACK_MOTO_PORT (default 5055; 0 = any free port), DEVSTACK_STATE_DIR
+Configuration (environment): DEVSTACK_PORTS (gateway,llm,memory,toolcore[,llm long path]; default
+3000,7007,7008,7009 and 7010), DEVSTACK_STREAM_PORT (the long path's port when DEVSTACK_PORTS names four;
+default 7010), DEVSTACK_MOTO_PORT (default 5055; 0 = any free port), DEVSTACK_STATE_DIR
 (default .local), DEVSTACK_RETRY_VISIBILITY_SECONDS (how soon a failed SQS message is retried
 locally; default 5), DEVSTACK_SCHEDULE_SECONDS (override every schedule's interval), INTERNAL_SECRET,
 DEVSTACK_MAX_CONTAINERS (containers per function; default 4), DEVSTACK_RESERVED_CONCURRENCY
@@ -48,6 +51,7 @@ from devstack.settings_local import LOCAL_AWS_ENV, provider_status
 ROOT = tpl.ROOT
 SERVICE_FUNCTIONS = ("LlmProxyFunction", "MemoryFunction", "ToolcoreFunction")
 DEFAULT_PORTS = (3000, 7007, 7008, 7009)
+DEFAULT_STREAM_PORT = 7010  # the LLM Proxy's long path (its Function URL)
 
 _print_lock = threading.Lock()
 
@@ -101,6 +105,7 @@ def _reserved(spec: str) -> dict[str, int]:
 @dataclass
 class Config:
     ports: tuple[int, int, int, int] = DEFAULT_PORTS
+    stream_port: int = DEFAULT_STREAM_PORT
     moto_port: int = 5055
     state_dir: Path = ROOT / ".local"
     retry_visibility_s: int | None = 5
@@ -119,11 +124,13 @@ class Config:
     def from_env(cls) -> Config:
         env = os.environ
         ports = tuple(int(p) for p in env.get("DEVSTACK_PORTS", ",".join(map(str, DEFAULT_PORTS))).split(","))
-        if len(ports) != 4:
-            raise SystemExit("DEVSTACK_PORTS needs four ports: gateway,llm_proxy,memory,toolcore")
+        if len(ports) not in (4, 5):
+            raise SystemExit("DEVSTACK_PORTS needs four or five ports: gateway,llm_proxy,memory,toolcore[,llm_long]")
+        stream_port = ports[4] if len(ports) == 5 else int(env.get("DEVSTACK_STREAM_PORT") or DEFAULT_STREAM_PORT)
         retry = env.get("DEVSTACK_RETRY_VISIBILITY_SECONDS", "5")
         return cls(
-            ports=ports,  # type: ignore[arg-type]
+            ports=ports[:4],  # type: ignore[arg-type]
+            stream_port=stream_port,
             moto_port=int(env.get("DEVSTACK_MOTO_PORT", "5055")),
             state_dir=Path(env.get("DEVSTACK_STATE_DIR", str(ROOT / ".local"))).resolve(),
             retry_visibility_s=None if retry in ("", "off") else int(retry),
@@ -231,6 +238,7 @@ class Stack:
     def service_urls(self) -> dict[str, str]:
         _, llm, memory, tools = self.config.ports
         return {
+            "LLM_PROXY_STREAM_URL": f"http://127.0.0.1:{self.config.stream_port}",
             "LLM_PROXY_URL": f"http://127.0.0.1:{llm}",
             "AGENT_MEMORY_URL": f"http://127.0.0.1:{memory}",
             "TOOLCORE_URL": f"http://127.0.0.1:{tools}",
@@ -307,17 +315,60 @@ class Stack:
             raise
         return Container(number, proc, url, init_ms=(time.perf_counter() - began) * 1000)
 
+    def spawn_stream_container(self, logical_id: str, number: int) -> Any:
+        """Start one container of a streaming function: the process its image runs (EntryPoint + Command) with
+        ``AWS_LAMBDA_RUNTIME_API`` pointing at a local Runtime API of its own; ready once it asks for an event."""
+        from devstack.invoker import Container
+        from devstack.runtime_api import RuntimeApi
+
+        spec = self.functions[logical_id]
+        arn = f"arn:aws:lambda:{tpl.REGION}:{self.account_id}:function:daarion-local-{logical_id}"
+        runtime = RuntimeApi(function_arn=arn)
+        entry = list(spec.entry_point)
+        if entry and Path(entry[0]).name.startswith("python"):
+            entry[0] = sys.executable  # the image's interpreter is this venv's locally
+        env = self.function_env(spec)
+        env.update(
+            AWS_LAMBDA_RUNTIME_API=runtime.address,
+            LAMBDA_TASK_ROOT=str(ROOT / "functions"),
+            AWS_LAMBDA_FUNCTION_VERSION="$LATEST",
+            AWS_LAMBDA_LOG_GROUP_NAME=f"/aws/lambda/daarion-local-{logical_id}",
+            AWS_LAMBDA_LOG_STREAM_NAME="local",
+        )
+        began = time.perf_counter()
+        proc = subprocess.Popen(
+            [*entry, *spec.command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+        )
+        label = logical_id if number == 1 else f"{logical_id}#{number}"
+        threading.Thread(target=_pipe_output, args=(proc, label), daemon=True).start()
+        deadline = time.monotonic() + 60
+        while not runtime.waiting.wait(0.05):  # the init phase ends when the runtime asks for its first event
+            if proc.poll() is not None or runtime.init_errors or time.monotonic() > deadline:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+                runtime.close()
+                why = runtime.init_errors[0] if runtime.init_errors else f"exit code {proc.returncode}"
+                raise RuntimeError(f"{label} did not start: {why}")
+        init_ms = (time.perf_counter() - began) * 1000
+        log(f"{label} ready (streaming runtime, init {init_ms:.0f} ms)")
+        return Container(number, proc, f"http://{runtime.address}", init_ms=init_ms, runtime=runtime)
+
+    def streaming_functions(self) -> list[str]:
+        return [logical_id for logical_id, spec in self.functions.items() if spec.streams]
+
     def start_functions(self) -> None:
         from devstack.invoker import FunctionPool, Invoker
 
         pools = {
             logical_id: FunctionPool(
                 logical_id,
-                self.spawn_container,
+                self.spawn_stream_container if spec.streams else self.spawn_container,
                 timeout_s=self.function_timeout(spec),
                 max_containers=self.config.max_containers,
                 reserved=self.config.reserved_concurrency.get(logical_id, spec.reserved_concurrency),
                 log=log,
+                streaming=spec.streams,
             )
             for logical_id, spec in self.functions.items()
         }
@@ -374,7 +425,10 @@ class Stack:
             "uptime_s": round(time.time() - self.started_at, 1),
             "aws_endpoint": self.aws_endpoint,
             "database": "embedded" if self.pg is not None else "external",
-            "ports": dict(zip(("gateway", *SERVICE_FUNCTIONS), self.config.ports, strict=True)),
+            "ports": {
+                **dict(zip(("gateway", *SERVICE_FUNCTIONS), self.config.ports, strict=True)),
+                **{f"{name} (Function URL)": self.config.stream_port for name in self.streaming_functions()},
+            },
             "account_id": self.account_id,
             "functions": self.invoker.stats() if self.invoker else {},
             "postgres": self.postgres_status(),
@@ -479,6 +533,10 @@ class Stack:
             own.append(tpl.HttpRoute("GET", "/health", function))  # every service answers /health on its port
             own.append(tpl.HttpRoute("GET", "/openapi.json", function))  # and its OpenAPI document
             apps.append((port, Gateway(Router(own), self.invoker, integration_timeout_s=timeout, account_id=acct)))
+        from devstack.function_url import FunctionUrl
+
+        for logical_id in self.streaming_functions()[:1]:  # the LLM Proxy's long path: one Function URL port
+            apps.append((self.config.stream_port, FunctionUrl(self.invoker.pools[logical_id], log=log)))
         servers = [
             Server(
                 uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning", access_log=False)
@@ -523,6 +581,8 @@ class Stack:
             + ", ".join(k for k, v in self.physical.items() if "QueueUrl" in v or ":table/" in v.get("Arn", "")),
             f"  API gateway    http://127.0.0.1:{gateway}  (every route of template.yaml; /_local/status)",
             f"  LLM Proxy      http://127.0.0.1:{llm}",
+            f"  LLM long path  http://127.0.0.1:{self.config.stream_port}  (the LLM Proxy's Function URL: "
+            "response streaming, no 30 s cut; stream: true and reasoning models)",
             f"  Memory         http://127.0.0.1:{mem}",
             f"  Toolcore       http://127.0.0.1:{tools}  (POST /mcp too)",
             f"  demo projects  {self.demo.url if self.demo else '-'}  (DEMO target of projects.list, task.create)",
@@ -535,7 +595,7 @@ class Stack:
             print("\n".join(lines), flush=True)
 
     def start(self) -> None:
-        for port in self.config.ports:
+        for port in (*self.config.ports, self.config.stream_port):
             if port_in_use(port):
                 raise SystemExit(f"port {port} is in use (is another local stack running?); set DEVSTACK_PORTS")
         pg_thread = threading.Thread(target=self.start_postgres)
