@@ -23,9 +23,11 @@ from daarion_client.errors import (
     RateLimited,
     ServiceError,
     ServiceUnavailable,
+    StreamInterrupted,
     Unauthorized,
     UpstreamError,
 )
+from daarion_client.llm import StreamDone, StreamEvent, TextDelta, ToolCallDelta
 
 __all__ = [
     "AsyncLlmProxyClient",
@@ -42,6 +44,11 @@ __all__ = [
     "RetryPolicy",
     "ServiceError",
     "ServiceUnavailable",
+    "StreamDone",
+    "StreamEvent",
+    "StreamInterrupted",
+    "TextDelta",
+    "ToolCallDelta",
     "ToolcoreClient",
     "Unauthorized",
     "UpstreamError",

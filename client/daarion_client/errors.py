@@ -96,3 +96,8 @@ def error_for(service: str, status: int, body: Any, request_id: str | None, retr
     if status >= 500:
         return ServiceUnavailable(service, status, code, message, **kwargs)
     return ServiceError(service, status, code, message, **kwargs)
+
+
+class StreamInterrupted(UpstreamError):
+    """A streamed answer broke off after it began (the proxy's in-band ``stream_interrupted``, or the
+    connection closed before ``[DONE]``): what arrived is all there is; the call is counted as failed."""

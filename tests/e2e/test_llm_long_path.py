@@ -170,3 +170,49 @@ def test_limits_are_exact_on_the_long_path(stack: LocalStack):
     assert outcomes == [200] * LIMIT + [429, 429]
     totals = usage_totals(stack, LIMITED, LIMIT + 2)
     assert totals["requests"] == LIMIT + 2 and totals["errors"] == 2 and totals["streamed"] == LIMIT
+
+
+def test_the_client_streams_text_and_tool_call_deltas_then_usage_and_cost(stack, upstream, monkeypatch):
+    import asyncio
+
+    from daarion_client import (
+        AsyncLlmProxyClient,
+        LlmProxyClient,
+        StreamDone,
+        StreamInterrupted,
+        TextDelta,
+        ToolCallDelta,
+    )
+
+    monkeypatch.setenv("LLM_PROXY_STREAM_URL", stack.llm_stream)
+    agent = f"agent:client-{uuid.uuid4().hex[:6]}"
+    caller = {"agent_id": agent, "microdao_id": DAO, "channel_id": "general"}
+    messages = [{"role": "user", "content": "plan"}]
+    upstream.script(Reply.slow_stream(["Let ", "me ", "check."], 0.02, prompt_tokens=40))
+    with LlmProxyClient(stack.llm_proxy, timeout=30) as client:
+        events = list(client.chat_stream("gpt-4.1-mini", messages, **caller))
+    texts = [e.text for e in events if isinstance(e, TextDelta)]
+    done = events[-1]
+    assert texts == ["Let ", "me ", "check."] and isinstance(done, StreamDone)
+    assert done.usage is not None and (done.usage.prompt_tokens, done.usage.completion_tokens) == (40, 3)
+    assert done.cost_usd == pytest.approx((40 * 0.40 + 3 * 1.60) / 1e6)  # gpt-4.1-mini's prices, as buffered
+    assert done.provider == "openai" and done.finish_reason == "stop"
+
+    upstream.script(Reply.tool_call("projects__list", {"microdao_id": DAO}, prompt_tokens=30, completion_tokens=12))
+    upstream.script(Reply(content="cut here", pieces=["cut ", "here"], break_stream_after=2))
+
+    async def run() -> tuple[list[Any], BaseException | None]:
+        async with AsyncLlmProxyClient(stack.llm_proxy, timeout=30) as client:
+            first = [e async for e in client.chat_stream("gpt-4.1-mini", messages, **caller)]
+            try:
+                async for _ in client.chat_stream("gpt-4.1-mini", messages, **caller):
+                    pass
+            except StreamInterrupted as exc:
+                return first, exc
+        return first, None
+
+    first, interrupted = asyncio.run(run())
+    calls = [e for e in first if isinstance(e, ToolCallDelta)]
+    assert calls[0].name == "projects__list" and json.loads("".join(c.arguments for c in calls)) == {"microdao_id": DAO}
+    assert isinstance(first[-1], StreamDone) and first[-1].finish_reason == "tool_calls"
+    assert isinstance(interrupted, StreamInterrupted) and interrupted.code == "stream_interrupted"
