@@ -13,15 +13,22 @@ turn still answers, within its deadline, with a reply that says so plainly.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from daarion_client.clients import AsyncLlmProxyClient, AsyncMemoryClient, AsyncToolcoreClient
 from daarion_client.errors import DaarionError
-from daarion_client.models import ChatResult, MemoryItem, ToolListing, ToolResult
+from daarion_client.llm import StreamDone, TextDelta, ToolCallDelta, context_window_of
+from daarion_client.models import ChatResult, MemoryItem, ModelList, TokenUsage, ToolListing, ToolResult
+from daarion_contracts.tokens import prompt_bound
+
+DEFAULT_CONTEXT_WINDOW = 4096  # when the proxy does not state a model's window: small local models' size
+RECENT_KEPT_FIRST = 6  # fitting a prompt: older history goes before any memory, down to this many messages
 
 MODEL_UNAVAILABLE_REPLY = (
     "I can't reach my language model right now, so I can't answer properly. "
@@ -47,6 +54,10 @@ class Blueprint:
     memory_limit: int = 5
     max_tool_rounds: int = 3
     max_tokens: int = 512
+    # The prompt is fitted to the model's context window: this one if set, else the proxy's (GET /v1/models,
+    # field ``context_window``), else ``default_context_window`` (conservative: a small local model's).
+    context_window: int | None = None
+    default_context_window: int = DEFAULT_CONTEXT_WINDOW
 
 
 @dataclass(frozen=True)
@@ -140,9 +151,103 @@ def build_prompt(
     return prompt
 
 
+def fit_prompt(
+    blueprint: Blueprint,
+    message: IncomingMessage,
+    memories: list[MemoryItem] | None,
+    memory_error: str | None,
+    context: list[tuple[str, ToolResult | None, str | None]],
+    *,
+    window: int,
+    tools: list[dict[str, Any]] | None = None,
+) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
+    """The prompt within ``window`` tokens by the shared estimator (``daarion_contracts.tokens``), with room
+    for the answer: the system prompt and the new message are always kept; the oldest history and the
+    lowest-ranked memories go first, in turn. Returns (prompt, max_tokens, what was done)."""
+    max_tokens = max(1, min(blueprint.max_tokens, window // 2))
+    budget = window - max_tokens
+    ranked = sorted(memories or [], key=lambda m: m.score, reverse=True)
+    history = list(message.recent)
+    dropped_history: list[int] = []  # positions in message.recent, oldest first
+    dropped_memories: list[str] = []
+
+    def measure() -> tuple[int, list[dict[str, Any]]]:
+        prompt = build_prompt(blueprint, replace(message, recent=tuple(history)), ranked, memory_error, context)
+        return prompt_bound({"messages": prompt, "tools": tools or None}), prompt
+
+    size, prompt = measure()
+    before = size
+    take_history = True
+    while size > budget and (history or ranked):
+        # old conversation goes first down to the last few messages, then memories and history in turn
+        if len(history) > RECENT_KEPT_FIRST or (take_history and history) or not ranked:
+            history.pop(0)
+            dropped_history.append(len(dropped_history))
+        else:
+            dropped_memories.append(ranked.pop().id)
+        if len(history) < RECENT_KEPT_FIRST:
+            take_history = not take_history
+        size, prompt = measure()
+    detail = {
+        "context_window": window,
+        "max_tokens": max_tokens,
+        "prompt_tokens_bound": size,
+        "prompt_tokens_bound_before": before,
+        "fits": size <= budget,
+        "dropped_history_messages": len(dropped_history),
+        "kept_history_messages": len(history),
+        "dropped_memories": dropped_memories,
+        "kept_memories": len(ranked),
+    }
+    return prompt, max_tokens, detail
+
+
+async def _stream_chat(
+    services: Services, model: str, messages: list[dict[str, Any]], on_delta: Callable[[str], Any],
+    **kwargs: Any,
+) -> ChatResult:  # fmt: skip
+    """One model call through the long path, its text handed to ``on_delta`` as it comes; the result in the
+    contract's shape (the same as the buffered call's)."""
+    began = time.monotonic()
+    content: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    done: StreamDone | None = None
+    async for event in services.llm.chat_stream(model, messages, **kwargs):
+        if isinstance(event, TextDelta):
+            content.append(event.text)
+            outcome = on_delta(event.text)
+            if inspect.isawaitable(outcome):
+                await outcome
+        elif isinstance(event, ToolCallDelta):
+            call = calls.setdefault(
+                event.index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+            )
+            call["id"] = event.id or call["id"]
+            call["function"]["name"] += event.name or ""
+            call["function"]["arguments"] += event.arguments
+        else:
+            done = event
+    assert done is not None
+    usage = done.usage or TokenUsage(prompt_tokens=0, completion_tokens=0, total_tokens=0)
+    return ChatResult(
+        content="".join(content), usage=usage, provider=done.provider, model=model,
+        model_resolved=done.model_resolved, latency_ms=round((time.monotonic() - began) * 1000, 3),
+        cost_usd=done.cost_usd or 0.0, finish_reason=done.finish_reason,
+        tool_calls=[calls[i] for i in sorted(calls)] or None, fallback_used=done.fallback_used,
+        request_id=done.request_id,
+    )  # fmt: skip
+
+
 async def run_turn(
-    blueprint: Blueprint, message: IncomingMessage, services: Services, *, deadline_s: float = 5.0
+    blueprint: Blueprint,
+    message: IncomingMessage,
+    services: Services,
+    *,
+    deadline_s: float = 5.0,
+    on_delta: Callable[[str], Any] | None = None,
 ) -> TurnResult:
+    """One turn. With ``on_delta``, the model's reply is streamed (the long path) and each piece of its text
+    handed to ``on_delta`` (sync or async) as it arrives; the result is the same."""
     began = time.monotonic()
     deadline = began + deadline_s
     # Keep time in hand for the model and for storing the exchange: context gets 40% of the budget.
@@ -161,9 +266,13 @@ async def run_turn(
                                    context={"channel_id": channel}, deadline=context_deadline))
         for ct in blueprint.context_tools
     ]  # fmt: skip
-    (memories, memory_exc, memory_ms), (listing, listing_exc, listing_ms), *context_results = await asyncio.gather(
-        memory_task, listing_task, *context_tasks
-    )
+    window_task = _timed(_context_window(blueprint, services, context_deadline))
+    (
+        (memories, memory_exc, memory_ms),
+        (listing, listing_exc, listing_ms),
+        (window_info, _, _),
+        *context_results,
+    ) = await asyncio.gather(memory_task, listing_task, window_task, *context_tasks)
     memory_error = _describe(memory_exc) if memory_exc else None
     trace.append(
         Step("memory.query", "error" if memory_exc else "ok", memory_ms, error=memory_error,
@@ -190,19 +299,29 @@ async def run_turn(
             Step("tools.list", "ok", listing_ms, detail={"offered": [name_to_id[t.function.name] for t in allowed]})
         )
 
-    prompt = build_prompt(blueprint, message, memories, memory_error, context)
+    window, window_source = window_info or (blueprint.default_context_window, "default (the proxy did not answer)")
+    fit_began = time.monotonic()
+    prompt, max_tokens, fit = fit_prompt(
+        blueprint, message, memories, memory_error, context, window=window, tools=offered or None
+    )
+    fit["window_source"] = window_source
+    too_big = None if fit["fits"] else "the system prompt and the message alone exceed the window"
+    fit_ms = (time.monotonic() - fit_began) * 1000
+    trace.append(Step("prompt.fit", "ok" if fit["fits"] else "error", fit_ms, detail=fit, error=too_big))
     messages = list(prompt)
     result = TurnResult(reply="", trace=trace, prompt=prompt)
     reply: str | None = None
     for round_ in range(blueprint.max_tool_rounds + 1):
         last_round = round_ == blueprint.max_tool_rounds
-        options: dict[str, Any] = {"max_tokens": blueprint.max_tokens}
+        options: dict[str, Any] = {"max_tokens": max_tokens}
         if offered and not last_round:
             options["tools"] = offered
-        chat, exc, ms = await _timed(
-            services.llm.chat(blueprint.model, messages, agent_id=agent, microdao_id=dao, channel_id=channel,
-                              deadline=deadline - store_reserve, **options)
-        )  # fmt: skip
+        caller = {"agent_id": agent, "microdao_id": dao, "channel_id": channel, "deadline": deadline - store_reserve}
+        if on_delta is not None:
+            call = _stream_chat(services, blueprint.model, messages, on_delta, **caller, **options)
+        else:
+            call = services.llm.chat(blueprint.model, messages, **caller, **options)
+        chat, exc, ms = await _timed(call)
         if exc is not None:
             trace.append(Step("llm", "error", ms, error=_describe(exc), detail={"round": round_}))
             reply = MODEL_UNAVAILABLE_REPLY
@@ -216,7 +335,7 @@ async def run_turn(
                 "round": round_, "model": blueprint.model, "provider": chat.provider,
                 "model_resolved": chat.model_resolved,
                 "prompt_tokens": chat.usage.prompt_tokens, "completion_tokens": chat.usage.completion_tokens,
-                "cost_usd": chat.cost_usd, "tool_calls": len(chat.tool_calls or []),
+                "cost_usd": chat.cost_usd, "tool_calls": len(chat.tool_calls or []), "streamed": on_delta is not None,
             })
         )  # fmt: skip
         if not chat.tool_calls:
@@ -238,6 +357,17 @@ async def run_turn(
     result.stored_memory_id = stored
     result.elapsed_ms = (time.monotonic() - began) * 1000
     return result
+
+
+async def _context_window(blueprint: Blueprint, services: Services, deadline: float) -> tuple[int, str]:
+    """(the model's context window, where it came from)."""
+    if blueprint.context_window:
+        return blueprint.context_window, "blueprint"
+    models: ModelList = await services.llm.openai_models(deadline=deadline)
+    stated = context_window_of(models, blueprint.model)
+    if stated:
+        return stated, "proxy (GET /v1/models)"
+    return blueprint.default_context_window, "default (the proxy states no context_window)"
 
 
 async def _run_tool_call(
