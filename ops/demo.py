@@ -6,12 +6,15 @@ the reply and the trace of every step. Uses the stack already running at LLM_PRO
 AGENT_MEMORY_URL / TOOLCORE_URL if it answers, otherwise starts one for the demo and stops it after.
 
 Offline (no provider configured) the LLM Proxy's offline provider answers and says so; with
-OPENAI_API_KEY, DEEPSEEK_API_KEY or LOCAL_LLM_BASE_URL set, a real model answers.
+OPENAI_API_KEY, DEEPSEEK_API_KEY or LOCAL_LLM_BASE_URL set, a real model answers: Sofia's model is the
+first chat model of the proxy's catalogue whose provider is configured (gpt-4.1-mini, deepseek-chat,
+dagi-local-8b, ... in that order of preference), or DEMO_MODEL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import sys
@@ -122,6 +125,25 @@ def render(question: str, result: TurnResult) -> str:
     return "\n".join(lines)
 
 
+PREFERRED_MODELS = ("gpt-4.1-mini", "deepseek-chat", "dagi-local-8b", "gpt-4", "deepseek-r1")
+
+
+def choose_model(llm_url: str, secret: str) -> tuple[str, str]:
+    """(Sofia's model, why): DEMO_MODEL, else the first preferred chat model whose provider is configured."""
+    if os.environ.get("DEMO_MODEL"):
+        return os.environ["DEMO_MODEL"], "DEMO_MODEL"
+    from daarion_client import LlmProxyClient
+
+    with LlmProxyClient(llm_url, secret=secret, timeout=30) as llm:
+        catalogue = llm.models().models
+    configured = [m.model for m in catalogue if m.kind == "chat" and m.configured]
+    ranked = sorted(configured, key=lambda m: PREFERRED_MODELS.index(m) if m in PREFERRED_MODELS else 99)
+    if ranked:
+        provider = next(m.provider for m in catalogue if m.model == ranked[0])
+        return ranked[0], f"the first model whose provider ({provider}) is configured"
+    return SOFIA.model, "no provider is configured: the LLM Proxy's offline provider answers"
+
+
 async def run(llm_url: str, memory_url: str, tools_url: str, secret: str) -> list[TurnResult]:
     from daarion_client import AsyncLlmProxyClient, AsyncMemoryClient, AsyncToolcoreClient
 
@@ -130,11 +152,14 @@ async def run(llm_url: str, memory_url: str, tools_url: str, secret: str) -> lis
         AsyncMemoryClient(memory_url, secret=secret),
         AsyncToolcoreClient(tools_url, secret=secret),
     )
+    model, why = await asyncio.to_thread(choose_model, llm_url, secret)
+    print(f"Sofia's model: {model} ({why})", flush=True)
+    sofia = dataclasses.replace(SOFIA, model=model)
     results = []
     try:
         for question in QUESTIONS:
             message = IncomingMessage(microdao_id=MICRODAO, channel_id=CHANNEL, text=question)
-            result = await run_turn(SOFIA, message, services, deadline_s=float(os.environ.get("DEMO_DEADLINE_S", "5")))
+            result = await run_turn(sofia, message, services, deadline_s=float(os.environ.get("DEMO_DEADLINE_S", "5")))
             print(render(question, result), flush=True)
             results.append(result)
     finally:
