@@ -155,6 +155,8 @@ def _main(backing: dict[str, str]) -> None:
         f"{'function':<24}{'environment':<20}{'import ms':>10}{'first call ms':>15}{'cold total ms':>15}{'warm p50':>9}"
     )
     for logical_id, spec in specs.items():
+        if spec.streams:  # the long path: the LLM Proxy's image and app under the streaming runtime
+            continue
         rows = []
         if image_python is not None and spec.build_arg_function:
             interpreter = image_env.image_python(spec.build_arg_function, image_python)

@@ -37,6 +37,7 @@ FUNCTIONS = {
             {k: {"Ref": k, "Arn": k, "QueueName": k} for k in tpl.load_template()["Resources"]},
         ),
     ).values()
+    if not spec.streams  # the long path runs the same image (llm_proxy) with its own entry point
 }
 PYTHON = image_env.find_python()
 needs_py312 = pytest.mark.skipif(
