@@ -37,7 +37,8 @@ def test_everything_the_functions_use_is_created_and_idempotent(clients):
         clients, database_url="postgresql://u:p@db.local:6432/mem", internal_secret="s3"
     )  # a second run is harmless
     physical = resolver.physical
-    assert set(skipped) == {"UsageDeadLetterAlarm", "IndexDeadLetterAlarm"}
+    # alarms, and the long path's public-invoke permission (IAM has no local meaning: the app checks the secret)
+    assert set(skipped) == {"UsageDeadLetterAlarm", "IndexDeadLetterAlarm", "LlmProxyStreamPublicInvoke"}
     sqs, ddb, sm = clients["sqs"], clients["dynamodb"], clients["secretsmanager"]
     attrs = sqs.get_queue_attributes(QueueUrl=physical["UsageQueue"]["Ref"], AttributeNames=["All"])["Attributes"]
     assert attrs["VisibilityTimeout"] == str(template["Resources"]["UsageQueue"]["Properties"]["VisibilityTimeout"])
