@@ -9,6 +9,8 @@ upstream records sending its last one — never by a clock (the times are printe
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,10 +41,11 @@ def upstream() -> Iterator[ScriptedLLM]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, upstream: ScriptedLLM) -> Iterator[LocalStack]:
+def stack(upstream: ScriptedLLM) -> Iterator[LocalStack]:
     from llm_proxy.config import DEFAULT_PATH
 
-    state = tmp_path_factory.mktemp("long-path")
+    # outside pytest's basetemp (private to this user, pruned): the embedded PostgreSQL runs as its own user
+    state = Path(tempfile.mkdtemp(prefix="daarion-test-long-path-"))
     config = yaml.safe_load(DEFAULT_PATH.read_text())
     config["retry"].update(backoff_base_s=0.0, backoff_max_s=0.0, attempts_per_provider=1)
     config["limits"]["agents"] = {DAO: {LIMITED: {"agent_requests_per_minute": LIMIT}}}
@@ -61,6 +64,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, upstream: ScriptedLLM) -> It
         yield running
     finally:
         running.stop()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def sdk(stack: LocalStack, agent: str) -> openai.OpenAI:

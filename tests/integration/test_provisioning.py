@@ -37,8 +37,17 @@ def test_everything_the_functions_use_is_created_and_idempotent(clients):
         clients, database_url="postgresql://u:p@db.local:6432/mem", internal_secret="s3"
     )  # a second run is harmless
     physical = resolver.physical
-    # alarms, and the long path's public-invoke permission (IAM has no local meaning: the app checks the secret)
-    assert set(skipped) == {"UsageDeadLetterAlarm", "IndexDeadLetterAlarm", "LlmProxyStreamPublicInvoke"}
+    # what no function reads at run time: alarms, log groups and their metric filters, and the long path's
+    # public-invoke permission (IAM has no local meaning; the app checks the secret)
+    no_local_meaning = (
+        "AWS::CloudWatch::Alarm",
+        "AWS::Logs::LogGroup",
+        "AWS::Logs::MetricFilter",
+        "AWS::Lambda::Permission",
+    )
+    expected = {k for k, r in template["Resources"].items() if r["Type"] in no_local_meaning}
+    assert {"UsageDeadLetterAlarm", "IndexDeadLetterAlarm", "LlmProxyStreamPublicInvoke"} <= expected
+    assert set(skipped) == expected
     sqs, ddb, sm = clients["sqs"], clients["dynamodb"], clients["secretsmanager"]
     attrs = sqs.get_queue_attributes(QueueUrl=physical["UsageQueue"]["Ref"], AttributeNames=["All"])["Attributes"]
     assert attrs["VisibilityTimeout"] == str(template["Resources"]["UsageQueue"]["Properties"]["VisibilityTimeout"])
