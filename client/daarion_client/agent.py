@@ -28,6 +28,7 @@ from daarion_client.models import ChatResult, MemoryItem, ModelList, TokenUsage,
 from daarion_contracts.tokens import prompt_bound
 
 DEFAULT_CONTEXT_WINDOW = 4096  # when the proxy does not state a model's window: small local models' size
+MODEL_LIST_TTL_S = 300.0
 RECENT_KEPT_FIRST = 6  # fitting a prompt: older history goes before any memory, down to this many messages
 
 MODEL_UNAVAILABLE_REPLY = (
@@ -363,7 +364,13 @@ async def _context_window(blueprint: Blueprint, services: Services, deadline: fl
     """(the model's context window, where it came from)."""
     if blueprint.context_window:
         return blueprint.context_window, "blueprint"
-    models: ModelList = await services.llm.openai_models(deadline=deadline)
+    # the model list changes with a deploy, not per turn: read once per client every 5 minutes
+    cached = getattr(services.llm, "_model_list", None)
+    if cached is not None and time.monotonic() - cached[0] < MODEL_LIST_TTL_S:
+        models: ModelList = cached[1]
+    else:
+        models = await services.llm.openai_models(deadline=deadline)
+        services.llm._model_list = (time.monotonic(), models)  # type: ignore[attr-defined]
     stated = context_window_of(models, blueprint.model)
     if stated:
         return stated, "proxy (GET /v1/models)"
