@@ -1,14 +1,14 @@
 """The routing config: providers, logical models, retries, the circuit breaker, limits.
 
-Read once per container from ``routing.yaml`` beside this module, or from the YAML/JSON file named by
-``LLM_PROXY_CONFIG``. Validated with pydantic: a broken config fails the cold start loudly.
+Read once per container, when the service is built at cold start, from ``routing.yaml`` beside this module
+or from the YAML/JSON file named by ``LLM_PROXY_CONFIG``. Validated with pydantic: a broken config fails the
+cold start loudly.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from functools import cache
 from pathlib import Path
 from typing import Literal
 
@@ -126,15 +126,7 @@ def load(path: str | Path) -> RoutingConfig:
     return RoutingConfig.model_validate(data)
 
 
-@cache
-def _load_cached(path: str) -> RoutingConfig:
-    return load(path)
-
-
 def get_config() -> RoutingConfig:
-    """The container's config (cached per path; tests point LLM_PROXY_CONFIG elsewhere)."""
-    return _load_cached(os.environ.get("LLM_PROXY_CONFIG") or str(DEFAULT_PATH))
-
-
-def reset() -> None:
-    _load_cached.cache_clear()
+    """The config the environment names: ``LLM_PROXY_CONFIG`` or the shipped ``routing.yaml``. Read from the
+    file on every call: the service reads it once, when the container starts (see ``LlmService``)."""
+    return load(os.environ.get("LLM_PROXY_CONFIG") or str(DEFAULT_PATH))
