@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import gc
 import json
+import os
 import re
 import uuid
 from dataclasses import replace
@@ -60,7 +61,7 @@ from daarion_contracts.llm import (
     ProxyResponse,
     TokenUsage,
 )
-from llm_proxy import accounting, callers, sse
+from llm_proxy import accounting, callers, providers, sse
 from llm_proxy.callers import Detected
 from llm_proxy.calls import Billed, Call, CallFailed, CallKind, Spend
 from llm_proxy.service import LlmService
@@ -100,6 +101,8 @@ app.add_middleware(BearerAsInternalSecret)
 # The container's service, built once from its parts at cold start (a broken routing config fails here).
 # A test gives the app another service (`app.state.service = LlmService(config, breaker=..., ...)`).
 app.state.service = LlmService()
+if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in providers.PRELOADED_INIT_TYPES:
+    providers.preload()  # nobody waits on a pre-initialised environment: load the SDK now, not in a call
 
 
 # Routes are `async def` and call the (blocking) provider SDK and boto3 inline: a Lambda environment serves
