@@ -63,7 +63,7 @@ from daarion_contracts.llm import (
 )
 from llm_proxy import accounting, callers, providers, sse
 from llm_proxy.callers import Detected
-from llm_proxy.calls import Billed, Call, CallFailed, CallKind, Spend
+from llm_proxy.calls import Billed, Call, CallFailed, CallKind, CallPath, Spend
 from llm_proxy.service import LlmService
 from llm_proxy.usage_api import router as usage_router
 
@@ -147,7 +147,7 @@ app.openapi = _openapi  # type: ignore[method-assign]
 
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
 _CALL_ERRORS: dict[int, list[str]] = {
-    400: ["invalid_json", "upstream_rejected_request"],
+    400: ["invalid_json", "upstream_rejected_request", "context_length_exceeded", "long_path_required"],
     401: ["unauthorized"],
     404: ["model_not_found"],
     413: ["payload_too_large", "upstream_rejected_request", "request_over_limit"],
@@ -255,8 +255,23 @@ def _begin(request: Request, payload: Any, kind: CallKind, *, free_metadata: boo
         detected.model,
         kind,
         request.scope.get("aws.context"),
+        path_of(request.scope),
+        caller_waits_s=detected.timeout_s,
     )
     return svc, call, detected
+
+
+def path_of(scope: dict[str, Any]) -> CallPath:
+    """How the request arrived: through a Lambda Function URL (the long path: its event's domain is
+    ``<id>.lambda-url.<region>.on.aws``) or otherwise (API Gateway: the API path). ``LLM_PROXY_PATH``
+    (``api`` | ``long``) overrides it."""
+    forced = os.environ.get("LLM_PROXY_PATH")
+    if forced:
+        return CallPath(forced)
+    event = scope.get("aws.event")
+    context = event.get("requestContext") if isinstance(event, dict) else None
+    domain = context.get("domainName") if isinstance(context, dict) else None
+    return CallPath.LONG if isinstance(domain, str) and ".lambda-url." in domain else CallPath.API
 
 
 def _timing_headers(call: Call, billed: Billed, spend: Spend) -> dict[str, str]:
@@ -377,14 +392,19 @@ async def chat_completions(request: Request) -> JSONResponse | StreamingResponse
 @app.get(
     V1_MODELS_PATH,
     response_model=ModelList,
+    response_model_exclude_unset=True,
     responses=_errors({401: ["unauthorized"], 503: ["auth_unconfigured"]}),
     summary="The logical models (OpenAI's list shape)",
 )
 async def v1_models(request: Request) -> ModelList:
     config = _service(request).config
-    return ModelList(
-        data=[ModelCard(id=name, owned_by=model.provider) for name, model in sorted(config.models.items())]
-    )
+    cards = []
+    for name, model in sorted(config.models.items()):
+        card = ModelCard(id=name, owned_by=model.provider)
+        if model.context_window is not None:
+            card.context_window = model.context_window
+        cards.append(card)
+    return ModelList(data=cards)
 
 
 _EMBEDDING_BOUNDS = (
@@ -482,12 +502,15 @@ async def internal_models(request: Request) -> ModelCatalogue:
             "price_out_usd_per_1m": model.price_out,
             "max_tokens": model.max_tokens,
             "timeout_s": model.timeout_s,
+            "long_path_only": model.long_path_only,
             "fallbacks": model.fallbacks,
             "configured": acc.configured,
             "circuit": svc.breaker.state(model.provider),
         }
         if model.dimensions:
             entry["dimensions"] = model.dimensions
+        if model.context_window is not None:
+            entry["context_window"] = model.context_window
         if not acc.configured:
             entry["missing"] = acc.missing
             entry["served_by"] = "offline" if local and model.kind == "chat" else None

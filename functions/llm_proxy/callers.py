@@ -15,10 +15,11 @@ from fastapi import Request
 from pydantic import TypeAdapter, ValidationError
 
 from daarion_common.errors import ApiError
-from daarion_contracts.llm import AGENT_HEADER, CHANNEL_HEADER, MICRODAO_HEADER
+from daarion_contracts.llm import AGENT_HEADER, CHANNEL_HEADER, MICRODAO_HEADER, TIMEOUT_HEADER
 from daarion_contracts.types import Identifier
 from llm_proxy.calls import Caller
 
+MAX_TIMEOUT_MS = 900_000  # Lambda's longest invocation
 UNKNOWN = "unknown"  # the usage event's caller when it cannot be told (absent or invalid)
 _IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
 
@@ -29,6 +30,7 @@ class Detected:
     model: str  # the logical model asked for (``unknown`` when absent or invalid)
     problems: list[dict[str, Any]] = field(default_factory=list)  # pydantic-style errors for the 422
     named: frozenset[str] = frozenset()  # the ids given at all, valid or not
+    timeout_s: float | None = None  # how long the caller waits (X-Request-Timeout-Ms), if it says
 
     def require_caller(self) -> None:
         """The OpenAI-compatible routes: the caller must be named (metadata or headers)."""
@@ -101,4 +103,12 @@ def detect(
         microdao_id=pick("microdao_id", MICRODAO_HEADER) or UNKNOWN,
         channel_id=pick("channel_id", CHANNEL_HEADER),
     )
-    return Detected(caller, model or UNKNOWN, problems, frozenset(named))
+    timeout_s = None
+    raw_timeout = request.headers.get(TIMEOUT_HEADER)
+    if raw_timeout:
+        if raw_timeout.isascii() and raw_timeout.isdigit() and 0 < int(raw_timeout) <= MAX_TIMEOUT_MS:
+            timeout_s = int(raw_timeout) / 1000
+        else:
+            why = f"milliseconds, an integer from 1 to {MAX_TIMEOUT_MS}"
+            problems.append({"loc": ("header", TIMEOUT_HEADER), "msg": why, "type": "invalid_timeout"})
+    return Detected(caller, model or UNKNOWN, problems, frozenset(named), timeout_s)

@@ -6,6 +6,7 @@ usage event of the call; the HTTP layer into the response.
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,13 @@ from llm_proxy.limiter import Admission
 
 T = TypeVar("T")
 CallKind = Literal["chat", "embeddings"]
+
+
+class CallPath(enum.Enum):
+    """The way a call arrived, which sets its deadline (routing.yaml ``deadlines``)."""
+
+    API = "api"  # API Gateway HTTP API -> LlmProxyFunction (buffered by Mangum; cut by the gateway at 30 s)
+    LONG = "long"  # the Function URL with response streaming (LlmProxyStreamFunction)
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class Call:
     kind: CallKind
     started: float
     deadline: float
+    path: CallPath = CallPath.API
     streamed: bool = False
     timings: Timings = field(default_factory=Timings)
     clock: Callable[[], float] = time.perf_counter

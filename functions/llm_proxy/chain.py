@@ -31,6 +31,8 @@ class Reason(enum.Enum):
 
     NOT_CONFIGURED = "not configured"  # skipped: its provider has no key or base URL
     CIRCUIT_OPEN = "circuit open"  # skipped: its provider's circuit is open
+    CONTEXT_WINDOW = "context window too small"  # skipped: the request cannot fit the model's window
+    LONG_PATH_ONLY = "served on the long path only"  # skipped: it may need longer than this path allows
     DEADLINE = "call deadline reached"  # not called: the call's deadline had passed
     TIMED_OUT = "timed out"  # called: no answer within the time left
     FAILED = "failed"  # called: connection error or an error status
@@ -38,7 +40,7 @@ class Reason(enum.Enum):
     @property
     def skipped(self) -> bool:
         """The provider was never called (nothing can have been billed)."""
-        return self in (Reason.NOT_CONFIGURED, Reason.CIRCUIT_OPEN)
+        return self in (Reason.NOT_CONFIGURED, Reason.CIRCUIT_OPEN, Reason.CONTEXT_WINDOW, Reason.LONG_PATH_ONLY)
 
     @property
     def timeout(self) -> bool:
@@ -60,7 +62,7 @@ class Attempt:
         """As callers read it in ``providers[].error``."""
         if self.reason is Reason.NOT_CONFIGURED:
             return f"not configured (no {self.detail})"
-        if self.reason is Reason.FAILED:
+        if self.reason in (Reason.FAILED, Reason.CONTEXT_WINDOW):
             return self.detail
         return self.reason.value
 

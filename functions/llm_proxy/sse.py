@@ -19,6 +19,12 @@ async def relay(service: LlmService, opened: OpenedStream, include_usage: bool) 
     error_code: str | None = None
     try:
         for line in opened.lines:
+            if opened.call.time_left() <= 0:  # the path's deadline: stop the provider, tell the caller in-band
+                error_code = "upstream_timeout"
+                logger.warning("stream cut at the call's deadline", extra={"path": opened.call.path.value})
+                error = {"error": {"code": error_code, "message": "The call reached its deadline mid-stream."}}
+                yield f"data: {json.dumps(error)}\n\n"
+                return
             if not line.startswith("data:"):
                 continue
             data = line[5:].strip()

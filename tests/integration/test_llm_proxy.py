@@ -76,7 +76,8 @@ def test_max_tokens_is_capped_by_the_model_config(upstreams):
     assert upstreams.openai.chat_requests()[0].body["max_tokens"] == 4096
 
 
-def test_deepseek_r1_goes_to_deepseek_reasoner(upstreams):
+def test_deepseek_r1_goes_to_deepseek_reasoner(upstreams, monkeypatch):
+    monkeypatch.setenv("LLM_PROXY_PATH", "long")  # a reasoning model: served on the long path only
     upstreams.deepseek.script(Reply.text("42", extra={"reasoning_content": "think"}))
     body = invoke_llm("POST", PROXY, proxy_body("deepseek-r1")).json()
     assert (body["provider"], body["model_resolved"], body["content"]) == ("deepseek", "deepseek-reasoner", "42")
@@ -343,7 +344,8 @@ def test_upstream_rejecting_the_request_is_a_4xx_not_a_fallback(upstreams):
 
 
 # ---------------------------------------------------------------------------- offline locally, errors deployed
-def test_locally_a_model_without_a_key_is_answered_by_the_named_offline_provider():
+def test_locally_a_model_without_a_key_is_answered_by_the_named_offline_provider(monkeypatch):
+    monkeypatch.setenv("LLM_PROXY_PATH", "long")  # gpt-4 is served on the long path only
     out = invoke_llm("POST", PROXY, proxy_body("gpt-4"))
     body = out.json()
     assert out.status == 200

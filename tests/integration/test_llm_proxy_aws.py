@@ -385,6 +385,7 @@ def test_provider_key_from_secrets_manager_never_appears_in_logs_or_responses(
     monkeypatch.setenv("INTERNAL_SECRET", "dev-secret-token")
     monkeypatch.setenv("LLM_PROVIDER_SECRET_ARN", arn)
     monkeypatch.setenv("OPENAI_BASE_URL", upstream.base_url)
+    monkeypatch.setenv("LLM_PROXY_PATH", "long")  # gpt-4 (below) is served on the long path only
     get_settings.cache_clear()
     logger.setLevel("DEBUG")
     upstream.script(
