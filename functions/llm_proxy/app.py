@@ -392,19 +392,18 @@ async def chat_completions(request: Request) -> JSONResponse | StreamingResponse
 @app.get(
     V1_MODELS_PATH,
     response_model=ModelList,
-    response_model_exclude_unset=True,
+    response_model_exclude_none=True,  # context_window: stated for chat models only
     responses=_errors({401: ["unauthorized"], 503: ["auth_unconfigured"]}),
     summary="The logical models (OpenAI's list shape)",
 )
 async def v1_models(request: Request) -> ModelList:
     config = _service(request).config
-    cards = []
-    for name, model in sorted(config.models.items()):
-        card = ModelCard(id=name, owned_by=model.provider)
-        if model.context_window is not None:
-            card.context_window = model.context_window
-        cards.append(card)
-    return ModelList(data=cards)
+    return ModelList(
+        data=[
+            ModelCard(id=name, owned_by=model.provider, context_window=model.context_window)
+            for name, model in sorted(config.models.items())
+        ]
+    )
 
 
 _EMBEDDING_BOUNDS = (
