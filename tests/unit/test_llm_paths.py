@@ -46,15 +46,16 @@ def test_an_api_deadline_past_the_gateway_cut_is_refused(monkeypatch):
     data["deadlines"]["api_s"] = 30
     with pytest.raises(ValueError, match="api_s"):
         RoutingConfig.model_validate(data)
-    monkeypatch.setenv("LLM_PROXY_API_DEADLINE_S", "31")
-    with pytest.raises(ValueError, match="LLM_PROXY_API_DEADLINE_S=31"):
+    with monkeypatch.context() as env, pytest.raises(ValueError, match="LLM_PROXY_API_DEADLINE_S=31"):
+        env.setenv("LLM_PROXY_API_DEADLINE_S", "31")
         LlmService(get_config())
 
 
 def test_a_shorter_api_deadline_from_the_environment_is_checked_against_every_model(monkeypatch):
-    monkeypatch.setenv("LLM_PROXY_API_DEADLINE_S", "10")  # gpt-4.1-mini may take 25 s
-    with pytest.raises(ValueError, match=r"'gpt-4.1-mini': timeout_s 25 does not fit the API path's deadline \(10 s"):
-        LlmService(get_config())
+    with monkeypatch.context() as env:  # undone before the next service is built (fixture teardown)
+        env.setenv("LLM_PROXY_API_DEADLINE_S", "10")  # gpt-4.1-mini may take 25 s
+        with pytest.raises(ValueError, match=r"'gpt-4.1-mini': timeout_s 25 does not fit the API path's deadline \(10"):
+            LlmService(get_config())
 
 
 def test_the_function_refuses_a_config_that_cannot_fit_at_cold_start(tmp_path):
