@@ -144,3 +144,20 @@ def test_every_chat_model_states_its_context_window():
     }
     for name in windows:
         assert config.models[name].max_tokens <= windows[name]  # a completion at the cap can fit
+
+
+# ---------------------------------------------------------------------------- the memory's summary call
+def test_the_memory_summary_tells_the_proxy_how_long_it_waits(scripted_llm):
+    """Summarize waits LLM_PROXY_TIMEOUT_SECONDS (20 s, inside its 30 s function) and sends that wait as
+    X-Request-Timeout-Ms: the proxy ends the call within it, so no provider call outlives the summary."""
+    from daarion_common.memory.config import MemorySettings
+    from daarion_common.memory.llm import call_llm_proxy
+
+    proxy = scripted_llm("proxy-stand-in")  # records every request; answers 404 on the proxy's path
+    settings = MemorySettings(llm_proxy_url=proxy.base_url.removesuffix("/v1"))
+    meta = {"agent_id": "agent:sofia", "microdao_id": "microdao:7", "channel_id": "general"}
+    with pytest.raises(Exception):  # noqa: B017 - the stand-in is not a proxy; only the request matters here
+        call_llm_proxy(settings, "gpt-4.1-mini", [{"role": "user", "content": "summarise"}], meta)
+    (sent,) = proxy.requests
+    assert sent.path == "/internal/llm/proxy"
+    assert sent.headers["x-request-timeout-ms"] == str(int(settings.llm_proxy_timeout_seconds * 1000)) == "20000"
