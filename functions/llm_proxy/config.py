@@ -1,14 +1,14 @@
 """The routing config: providers, logical models, retries, the circuit breaker, limits.
 
-Read once per container from ``routing.yaml`` beside this module, or from the YAML/JSON file named by
-``LLM_PROXY_CONFIG``. Validated with pydantic: a broken config fails the cold start loudly.
+Read once per container, when the service is built at cold start, from ``routing.yaml`` beside this module
+or from the YAML/JSON file named by ``LLM_PROXY_CONFIG``. Validated with pydantic: a broken config fails the
+cold start loudly.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from functools import cache
 from pathlib import Path
 from typing import Literal
 
@@ -30,12 +30,22 @@ class ProviderConfig(_Strict):
     key_required: bool = True
 
 
+API_GATEWAY_CUT_S = 30.0  # an HTTP API cuts every integration at 30 s (a hard quota)
+LAMBDA_MAX_TIMEOUT_S = 900.0  # a Lambda function runs at most 15 minutes
+
+
 class ModelConfig(_Strict):
     kind: Literal["chat", "embeddings"] = "chat"
     provider: str
     physical: str
     max_tokens: int = Field(default=4096, ge=1)
-    timeout_s: float = Field(default=30, gt=0)
+    # The longest one try of this model may take. Longer than the API path's deadline: long_path_only.
+    timeout_s: float = Field(default=25, gt=0)
+    # Served on the long path only (the streaming Function URL): it may need longer than the API path allows.
+    long_path_only: bool = False
+    # Prompt + completion tokens the model takes, measured with daarion_contracts.tokens.prompt_bound + the
+    # completion cap; None: not checked.
+    context_window: int | None = Field(default=None, ge=1)
     price_in: float = Field(default=0.0, ge=0, description="USD per 1M input tokens")
     price_out: float = Field(default=0.0, ge=0, description="USD per 1M output tokens")
     fallbacks: list[str] = Field(default_factory=list)
@@ -50,7 +60,19 @@ class RetryConfig(_Strict):
     backoff_base_s: float = Field(default=0.25, ge=0)
     backoff_max_s: float = Field(default=2.0, ge=0)
     retry_after_max_s: float = Field(default=5.0, ge=0)
-    total_timeout_s: float = Field(default=55, gt=0)
+    # Whole call, all attempts, on any path (besides the path's own deadline); None: the path's deadline only.
+    total_timeout_s: float | None = Field(default=None, gt=0)
+
+
+class DeadlinesConfig(_Strict):
+    """How long a whole call (every attempt of every candidate) may run, per path it arrives by."""
+
+    # The API path (API Gateway HTTP API -> LlmProxyFunction, buffered): under the gateway's 30 s cut, with a
+    # margin for a cold start and the usage event, so the caller gets our 504, not the gateway's 503.
+    # LLM_PROXY_API_DEADLINE_S overrides it (deployments, tests).
+    api_s: float = Field(default=27.0, gt=0, lt=API_GATEWAY_CUT_S)
+    # The long path (the Function URL, streamed): at most this, and never past the invocation's remaining time.
+    long_s: float = Field(default=840.0, gt=0, lt=LAMBDA_MAX_TIMEOUT_S)
 
 
 class BreakerConfig(_Strict):
@@ -89,6 +111,7 @@ class RoutingConfig(_Strict):
     models: dict[str, ModelConfig]
     default_embedding_model: str = "multilingual-e5-small"
     retry: RetryConfig = RetryConfig()
+    deadlines: DeadlinesConfig = DeadlinesConfig()
     circuit_breaker: BreakerConfig = BreakerConfig()
     limits: LimitsConfig = LimitsConfig()
 
@@ -106,6 +129,7 @@ class RoutingConfig(_Strict):
             raise ValueError("the 'offline' provider must be declared")
         if self.default_embedding_model not in self.models:
             raise ValueError(f"default_embedding_model {self.default_embedding_model!r} is not a model")
+        check_paths(self, self.deadlines.api_s)
         return self
 
     def chat_models(self) -> list[str]:
@@ -113,6 +137,40 @@ class RoutingConfig(_Strict):
 
     def embedding_models(self) -> list[str]:
         return sorted(n for n, m in self.models.items() if m.kind == "embeddings")
+
+
+def check_paths(config: RoutingConfig, api_deadline_s: float) -> None:
+    """Refuse a config in which a model's timeout fits no path: longer than the long path's deadline, or longer
+    than the API path's without ``long_path_only`` (it would be cut by API Gateway, paid for nothing)."""
+    long_s = config.deadlines.long_s
+    for name, model in config.models.items():
+        if model.timeout_s > long_s:
+            raise ValueError(
+                f"model {name!r}: timeout_s {model.timeout_s:g} fits no path (the long path ends calls at "
+                f"deadlines.long_s = {long_s:g} s)"
+            )
+        if model.timeout_s > api_deadline_s and not model.long_path_only:
+            raise ValueError(
+                f"model {name!r}: timeout_s {model.timeout_s:g} does not fit the API path's deadline "
+                f"({api_deadline_s:g} s, under API Gateway's {API_GATEWAY_CUT_S:g} s cut): set long_path_only: true "
+                "or lower timeout_s"
+            )
+    if config.models[config.default_embedding_model].long_path_only:
+        raise ValueError("default_embedding_model cannot be long_path_only (the Memory Orchestrator calls it)")
+
+
+def api_deadline_s(config: RoutingConfig) -> float:
+    """The API path's deadline: ``LLM_PROXY_API_DEADLINE_S`` if set, else ``deadlines.api_s``."""
+    raw = os.environ.get("LLM_PROXY_API_DEADLINE_S")
+    if not raw:
+        return config.deadlines.api_s
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"LLM_PROXY_API_DEADLINE_S={raw!r} is not a number of seconds") from None
+    if not 0 < value < API_GATEWAY_CUT_S:
+        raise ValueError(f"LLM_PROXY_API_DEADLINE_S={raw} must be between 0 and {API_GATEWAY_CUT_S:g} s")
+    return value
 
 
 def load(path: str | Path) -> RoutingConfig:
@@ -126,15 +184,7 @@ def load(path: str | Path) -> RoutingConfig:
     return RoutingConfig.model_validate(data)
 
 
-@cache
-def _load_cached(path: str) -> RoutingConfig:
-    return load(path)
-
-
 def get_config() -> RoutingConfig:
-    """The container's config (cached per path; tests point LLM_PROXY_CONFIG elsewhere)."""
-    return _load_cached(os.environ.get("LLM_PROXY_CONFIG") or str(DEFAULT_PATH))
-
-
-def reset() -> None:
-    _load_cached.cache_clear()
+    """The config the environment names: ``LLM_PROXY_CONFIG`` or the shipped ``routing.yaml``. Read from the
+    file on every call: the service reads it once, when the container starts (see ``LlmService``)."""
+    return load(os.environ.get("LLM_PROXY_CONFIG") or str(DEFAULT_PATH))

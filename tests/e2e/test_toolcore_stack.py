@@ -12,7 +12,6 @@ import httpx
 import httpx2
 import pytest
 
-from daarion_common.events import ToolCallEvent
 from devstack.launcher import wait_for
 
 pytestmark = pytest.mark.slow
@@ -98,12 +97,6 @@ def test_mcp_sdk_client_through_the_stack(local_stack):
     assert len(result.structured_content["projects"]) == 3
 
 
-HAS_REPLAY_FIELD = "replay" in ToolCallEvent.model_fields
-
-
-@pytest.mark.skipif(
-    not HAS_REPLAY_FIELD, reason="waiting for the money issue (#11): ToolCallEvent.replay and the ledger's tool_replays"
-)
 def test_a_replay_is_counted_once_in_the_usage_api(local_stack):
     """One logical task.create sent twice with one idempotency key: the usage API shows one tool call
     (and one replay), through Toolcore -> usage queue -> recorder -> DynamoDB -> the usage API."""

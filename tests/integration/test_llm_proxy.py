@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from openai import OpenAI
 
-from llm_proxy import providers, service
-from tests.fixtures.llm_proxy import Reply, invoke_llm, proxy_body, write_config
+from llm_proxy.config import get_config
+from llm_proxy.providers import CircuitBreaker
+from tests.fixtures.llm_proxy import Reply, install_llm_service, invoke_llm, proxy_body, write_config
 
 PROXY = "/internal/llm/proxy"
 
@@ -75,7 +76,8 @@ def test_max_tokens_is_capped_by_the_model_config(upstreams):
     assert upstreams.openai.chat_requests()[0].body["max_tokens"] == 4096
 
 
-def test_deepseek_r1_goes_to_deepseek_reasoner(upstreams):
+def test_deepseek_r1_goes_to_deepseek_reasoner(upstreams, monkeypatch):
+    monkeypatch.setenv("LLM_PROXY_PATH", "long")  # a reasoning model: served on the long path only
     upstreams.deepseek.script(Reply.text("42", extra={"reasoning_content": "think"}))
     body = invoke_llm("POST", PROXY, proxy_body("deepseek-r1")).json()
     assert (body["provider"], body["model_resolved"], body["content"]) == ("deepseek", "deepseek-reasoner", "42")
@@ -217,18 +219,18 @@ def test_fallback_on_timeout(upstreams, reconfigure):
     assert (body["content"], body["provider"], body["fallback_used"]) == ("on time", "deepseek", True)
 
 
-def test_retry_after_is_honoured_before_retrying_the_same_provider(upstreams, monkeypatch):
+def test_retry_after_is_honoured_before_retrying_the_same_provider(upstreams):
     waits: list[float] = []
-    monkeypatch.setattr(service, "sleep", waits.append)
+    install_llm_service(sleep=waits.append)
     upstreams.openai.script(Reply.error(429, "slow down", retry_after=1.5), Reply.text("after waiting"))
     body = invoke_llm("POST", PROXY, proxy_body()).json()
     assert waits == [1.5]
     assert (body["content"], body["provider"], body["fallback_used"]) == ("after waiting", "openai", False)
 
 
-def test_retry_after_longer_than_allowed_moves_on_to_the_fallback(upstreams, monkeypatch):
+def test_retry_after_longer_than_allowed_moves_on_to_the_fallback(upstreams):
     waits: list[float] = []
-    monkeypatch.setattr(service, "sleep", waits.append)
+    install_llm_service(sleep=waits.append)
     upstreams.openai.script(Reply.error(429, "come back in an hour", retry_after=3600))
     body = invoke_llm("POST", PROXY, proxy_body()).json()
     assert waits == []
@@ -236,15 +238,21 @@ def test_retry_after_longer_than_allowed_moves_on_to_the_fallback(upstreams, mon
     assert len(upstreams.openai.chat_requests()) == 1
 
 
-def test_circuit_breaker_opens_skips_the_provider_then_half_opens(upstreams, reconfigure, monkeypatch):
+def _breaker_on(now: list[float]) -> CircuitBreaker:
+    """The service's circuit breaker on a clock the test moves."""
+    config = get_config()
+    return install_llm_service(config=config, breaker=CircuitBreaker(config.circuit_breaker, lambda: now[0])).breaker
+
+
+def test_circuit_breaker_opens_skips_the_provider_then_half_opens(upstreams, reconfigure):
     reconfigure(retry__attempts_per_provider=1, circuit_breaker__failure_threshold=2, circuit_breaker__open_seconds=30)
     now = [1000.0]
-    monkeypatch.setattr(providers.CircuitBreaker, "clock", staticmethod(lambda: now[0]))
+    breaker = _breaker_on(now)
     upstreams.openai.default = Reply.error(503, "overloaded")
     for _ in range(2):
         assert invoke_llm("POST", PROXY, proxy_body()).json()["provider"] == "deepseek"
     assert len(upstreams.openai.chat_requests()) == 2
-    assert providers.breaker.state("openai") == "open"
+    assert breaker.state("openai") == "open"
 
     body = invoke_llm("POST", PROXY, proxy_body()).json()  # circuit open: openai is not called at all
     assert body["provider"] == "deepseek"
@@ -256,18 +264,18 @@ def test_circuit_breaker_opens_skips_the_provider_then_half_opens(upstreams, rec
     upstreams.openai.default = Reply.text("recovered")
     assert invoke_llm("POST", PROXY, proxy_body()).json()["provider"] == "openai"
     assert len(upstreams.openai.chat_requests()) == 3
-    assert providers.breaker.state("openai") == "closed"
+    assert breaker.state("openai") == "closed"
 
 
-def test_failed_half_open_trial_reopens_the_circuit(upstreams, reconfigure, monkeypatch):
+def test_failed_half_open_trial_reopens_the_circuit(upstreams, reconfigure):
     reconfigure(retry__attempts_per_provider=1, circuit_breaker__failure_threshold=1)
     now = [0.0]
-    monkeypatch.setattr(providers.CircuitBreaker, "clock", staticmethod(lambda: now[0]))
+    breaker = _breaker_on(now)
     upstreams.openai.default = Reply.error(500)
     invoke_llm("POST", PROXY, proxy_body())
     now[0] += 31
     invoke_llm("POST", PROXY, proxy_body())  # the trial fails
-    assert providers.breaker.state("openai") == "open"
+    assert breaker.state("openai") == "open"
     invoke_llm("POST", PROXY, proxy_body())
     assert len(upstreams.openai.chat_requests()) == 2
 
@@ -336,7 +344,8 @@ def test_upstream_rejecting_the_request_is_a_4xx_not_a_fallback(upstreams):
 
 
 # ---------------------------------------------------------------------------- offline locally, errors deployed
-def test_locally_a_model_without_a_key_is_answered_by_the_named_offline_provider():
+def test_locally_a_model_without_a_key_is_answered_by_the_named_offline_provider(monkeypatch):
+    monkeypatch.setenv("LLM_PROXY_PATH", "long")  # gpt-4 is served on the long path only
     out = invoke_llm("POST", PROXY, proxy_body("gpt-4"))
     body = out.json()
     assert out.status == 200

@@ -152,10 +152,6 @@ def test_every_call_emits_an_audit_event_read_back_from_the_queue(serve_with, to
     assert "echo" not in json.dumps([e.model_dump(mode="json") for e in events])
 
 
-@pytest.mark.skipif(
-    "replay" not in ToolCallEvent.model_fields,
-    reason="waiting for the money issue (#11): ToolCallEvent gains replay/attempts/truncated",
-)
 def test_a_replay_is_audited_as_a_replay_read_back_from_the_queue(counting, call_tool, toolcore_aws):
     channel = f"chan-{uuid.uuid4().hex}"
     key = f"key-{uuid.uuid4().hex}"

@@ -244,3 +244,55 @@ def test_injected_transaction_conflicts_every_event_counted_once_none_in_the_dlq
         assert _report(aws, group_by=["day"], agent_id=agent, microdao_id=dao)["totals"]["requests"] == len(mine)
     dlq = aws.clients["sqs"].receive_message(QueueUrl=aws.ref("UsageDeadLetterQueue"), WaitTimeSeconds=0)
     assert not dlq.get("Messages")
+
+
+def test_corrections_keep_the_counter_item_small_and_a_failed_one_is_applied_on_redelivery(aws, monkeypatch):
+    """A day's budget counter is corrected by every call of the microDAO: it must not carry a record of
+    them (DynamoDB items stop at 400 KB, and each admission writing the item pays for its size). A
+    correction whose counter write fails past its retries is redelivered and then applied exactly once."""
+    from daarion_common import usage_ledger
+    from daarion_common.aws import client
+    from daarion_common.events import HeldCounter, Reservation
+
+    aws.purge_queues()
+    agent, dao = _ids()
+    table, ddb = aws.ref("RateLimitTable"), aws.clients["dynamodb"]
+    day_pk = f"dao#{dao}#d#test"
+    held = 1000  # micro-dollars each call held on the day's budget
+    ddb.put_item(TableName=table, Item={"pk": {"S": day_pk}, "usd_micros": {"N": str(60 * held)}})
+    counters = [HeldCounter(pk=day_pk, attribute="usd_micros", amount=held)]
+    reservation = Reservation(usd_micros=held, counters=counters)
+    events = [llm_event(agent, dao, cost_usd=0.000100 + i / 1e6, reservation=reservation) for i in range(60)]
+    billed = sum(usage_ledger.corrections(e)[(day_pk, "usd_micros")] + held for e in events)
+
+    fail = {"left": usage_ledger.CONFLICT_RETRIES}  # the first correction exhausts its retries
+
+    def conflict(**kwargs):
+        sent = json.loads(kwargs["params"]["body"] or b"{}")  # the serialised request
+        if sent.get("Key", {}).get("pk", {}).get("S") != day_pk or fail["left"] == 0:
+            return None
+        fail["left"] -= 1
+        parsed = {
+            "Error": {"Code": "TransactionConflictException", "Message": "Transaction is ongoing for the item"},
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
+        from botocore.awsrequest import AWSResponse
+
+        return AWSResponse("https://dynamodb.us-east-1.amazonaws.com/", 400, {}, None), parsed
+
+    monkeypatch.setattr(usage_ledger, "_backoff", lambda attempt: None)
+    recorder_dynamodb = client("dynamodb")
+    recorder_dynamodb.meta.events.register("before-call.dynamodb.UpdateItem", conflict, unique_id="conflicts")
+    try:
+        bodies = [e.model_dump_json() for e in events]
+        _send(aws, bodies + bodies[:10])  # and ten redelivered
+        delivery = _drain(aws)
+    finally:
+        recorder_dynamodb.meta.events.unregister("before-call.dynamodb.UpdateItem", unique_id="conflicts")
+
+    assert len(delivery.failures) == 1  # the failed correction went back to the queue, and was applied after
+    item = ddb.get_item(TableName=table, Key={"pk": {"S": day_pk}}, ConsistentRead=True)["Item"]
+    assert int(item["usd_micros"]["N"]) == billed  # every correction once, none twice
+    assert set(item) == {"pk", "usd_micros"}  # nothing accumulates on the counter
+    dlq = aws.clients["sqs"].receive_message(QueueUrl=aws.ref("UsageDeadLetterQueue"), WaitTimeSeconds=0)
+    assert not dlq.get("Messages")

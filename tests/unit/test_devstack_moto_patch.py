@@ -168,3 +168,34 @@ def test_concurrent_conditional_updates_on_moto_server_are_atomic(monkeypatch):
         assert admitted == 10
     finally:
         server.stop()
+
+
+def test_moto_keeps_only_the_objects_its_tables_and_queues_hold(ddb):
+    """moto's instance tracker used to keep every model object ever made (each UpdateItem's copies, each
+    SQS message): the local server grew without bound. Now what nothing holds is freed, and moto's
+    dashboard still lists the live ones."""
+    import gc
+
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.sqs.models import Message
+
+    table = _table(ddb)
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue = sqs.create_queue(QueueName="events")["QueueUrl"]
+    for i in range(300):
+        for request in transaction(table, _event(i), retention_days=1):  # one raw item + three aggregates
+            ((op, args),) = request.items()
+            if op == "Put":
+                ddb.put_item(**args)
+            else:
+                ddb.update_item(**args)
+        sqs.send_message(QueueUrl=queue, MessageBody=f"event {i}")
+        (message,) = sqs.receive_message(QueueUrl=queue)["Messages"]
+        sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    gc.collect()
+    stored = len(_all_items(ddb, table))
+    assert stored == 300 + 3 + 3 + 1  # raw events; per agent (3 agents); the microDAO's row per agent; month
+    alive = [o for o in gc.get_objects() if isinstance(o, Item)]
+    assert stored <= len(alive) <= stored + 10  # before: ~4 copies per write stayed alive as well
+    assert len(list(Item.instances_tracked)) == len(alive)  # the dashboard's view is what lives
+    assert not [o for o in gc.get_objects() if isinstance(o, Message)]  # deleted messages are freed

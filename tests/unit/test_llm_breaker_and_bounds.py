@@ -11,8 +11,11 @@ import pytest
 
 from daarion_common.errors import ApiError
 from daarion_contracts import tokens
-from llm_proxy import providers, service
+from llm_proxy import service
+from llm_proxy.calls import Call, Caller
+from llm_proxy.chain import Candidate, ChainFailed, ChainRunner, Plan
 from llm_proxy.config import RoutingConfig, get_config
+from llm_proxy.providers import CircuitBreaker, ProviderAccess
 
 
 def _config() -> RoutingConfig:
@@ -22,18 +25,18 @@ def _config() -> RoutingConfig:
     return RoutingConfig.model_validate(data)
 
 
-def _half_open(config: RoutingConfig) -> service.Candidate:
+def _half_open(config: RoutingConfig) -> tuple[ChainRunner, Plan]:
     """openai's circuit opened by one failure; with open_seconds 0 the next call is the trial."""
-    providers.breaker.reset()
-    providers.breaker.failure("openai", config.circuit_breaker)
-    access = providers.ProviderAccess("openai", "http://127.0.0.1:9/v1", "sk-x", True)
-    return service.Candidate("gpt-4.1-mini", config.models["gpt-4.1-mini"], access)
+    breaker = CircuitBreaker(config.circuit_breaker)
+    breaker.failure("openai")
+    access = ProviderAccess("openai", "http://127.0.0.1:9/v1", "sk-x", True)
+    plan = Plan([Candidate("gpt-4.1-mini", config.models["gpt-4.1-mini"], access)], [])
+    return ChainRunner(config.retry, breaker, sleep=lambda _s: None), plan
 
 
-def _ctx(deadline: float | None = None) -> service.CallContext:
-    ctx = service.CallContext("r", "agent:sofia", "microdao:7", None, "gpt-4.1-mini")
-    ctx.deadline = deadline if deadline is not None else time.perf_counter() + 30
-    return ctx
+def _call(deadline_in: float = 30) -> Call:
+    now = time.perf_counter()
+    return Call("r", Caller("agent:sofia", "microdao:7"), "gpt-4.1-mini", "chat", now, now + deadline_in)
 
 
 def _status_error(status: int) -> Exception:
@@ -50,54 +53,52 @@ def _raise(exc: Exception):
 
 
 @pytest.mark.parametrize(
-    ("call", "deadline_passed", "raises", "state"),
+    ("send", "deadline_passed", "raises", "state"),
     [
         (lambda *_a: {"ok": True}, False, None, "closed"),  # success closes
-        (_raise(_status_error(500)), False, ApiError, "open"),  # failure re-opens
-        (_raise(openai.APIConnectionError(request=httpx.Request("POST", "http://x"))), False, ApiError, "open"),
-        (_raise(_status_error(400)), False, ApiError, "closed"),  # it answered: up
-        (_raise(_status_error(413)), False, ApiError, "closed"),
-        (_raise(_status_error(422)), False, ApiError, "closed"),
-        (lambda *_a: {"ok": True}, True, ApiError, "open"),  # deadline already past: released, not stuck
-        (_raise(ApiError(413, "payload_too_large", "local")), False, ApiError, "open"),  # a local error: released
+        (_raise(_status_error(500)), False, ChainFailed, "open"),  # failure re-opens
+        (_raise(openai.APIConnectionError(request=httpx.Request("POST", "http://x"))), False, ChainFailed, "open"),
+        (_raise(_status_error(400)), False, ChainFailed, "closed"),  # it answered: up
+        (_raise(_status_error(413)), False, ChainFailed, "closed"),
+        (_raise(_status_error(422)), False, ChainFailed, "closed"),
+        (lambda *_a: {"ok": True}, True, ChainFailed, "open"),  # deadline already past: released, not stuck
+        (_raise(ApiError(413, "payload_too_large", "local")), False, ChainFailed, "open"),  # a local error: released
     ],
     ids=["success", "5xx", "connection", "400", "413", "422", "deadline", "local-error"],
 )
-def test_every_path_out_of_a_trial_call_settles_the_breaker(call, deadline_passed, raises, state):
-    config = _config()
-    cand = _half_open(config)
-    ctx = _ctx(time.perf_counter() - 1 if deadline_passed else None)
+def test_every_path_out_of_a_trial_call_settles_the_breaker(send, deadline_passed, raises, state):
+    runner, plan = _half_open(_config())
+    call = _call(-1 if deadline_passed else 30)
     if raises:
         with pytest.raises(raises):
-            service.run_chain(config, ctx, ([cand], []), {"messages": []}, call)
+            runner.run(call, plan, send)
     else:
-        service.run_chain(config, ctx, ([cand], []), {"messages": []}, call)
-    assert providers.breaker.state("openai") == state
+        runner.run(call, plan, send)
+    assert runner.breaker.state("openai") == state
     # never stuck half-open: the next call is let through (open_seconds is 0)
-    assert providers.breaker.allow("openai", config.circuit_breaker)
+    assert runner.breaker.allow("openai")
 
 
-def test_a_refused_fallback_extension_releases_the_trial(monkeypatch):
-    config = _config()
-    cand = _half_open(config)
+def test_a_refused_fallback_extension_releases_the_trial():
+    runner, plan = _half_open(_config())
 
-    def over_budget(*_a, **_k):
+    def over_budget(_candidate):
         raise ApiError(429, "rate_limited", "budget")
 
-    monkeypatch.setattr(service, "cover", over_budget)
-    with pytest.raises(ApiError):
-        service.run_chain(config, _ctx(), ([cand], []), {"messages": []}, lambda *_a: {}, lambda c: service.Bound(1, 1))
-    assert providers.breaker.allow("openai", config.circuit_breaker)
+    with pytest.raises(ChainFailed) as failed:
+        runner.run(_call(), plan, lambda *_a: {}, before=over_budget)
+    assert failed.value.error.code == "rate_limited"
+    assert runner.breaker.allow("openai")
 
 
 # ---------------------------------------------------------------------------- token parameters
 def test_every_token_parameter_is_capped_at_the_smallest_and_the_model_cap():
     model = get_config().models["gpt-4.1-mini"]  # cap 4096
     body = {"messages": [], "max_completion_tokens": 1, "max_tokens": 200_000}
-    capped = service._capped_body(body, model)
+    capped = service.capped_body(body, model)
     assert capped["max_tokens"] == 1 and capped["max_completion_tokens"] == 1
-    assert service._capped_body({"messages": [], "max_tokens": 200_000}, model)["max_tokens"] == 4096
-    assert service._capped_body({"messages": []}, model)["max_tokens"] == 4096
+    assert service.capped_body({"messages": [], "max_tokens": 200_000}, model)["max_tokens"] == 4096
+    assert service.capped_body({"messages": []}, model)["max_tokens"] == 4096
     bound = service.worst_case(model, {"messages": [], "n": 8, "max_tokens": 100}, 50)
     assert bound.tokens == 50 + 8 * 100
 

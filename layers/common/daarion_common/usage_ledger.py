@@ -26,8 +26,8 @@ Corrections (:func:`correct`): an LLM call's event carries what it held on the r
 recorder adds ``billed - held`` to each counter with one conditional ``UpdateItem`` per counter item (never
 a transaction: a single write that meets the proxy's limiter transaction is the one that fails, with
 ``TransactionConflictException``, and is retried here — the proxy's admission is never cancelled by it).
-Each counter item remembers the events already applied (``corrected``, a string set of event-id digests,
-gone with the item's TTL), so a redelivered event corrects nothing twice.
+Each correction is marked applied by a small item of its own (``corr#<event digest>#<counter pk>``,
+expiring by TTL), written first, so a redelivered event corrects nothing twice.
 Reads (the usage API, the report) are Queries on one partition with a sort-key range — never a scan.
 """
 
@@ -202,18 +202,40 @@ def corrections(event: UsageEventModel) -> dict[tuple[str, str], int]:
     return {key: billed[key[1]] - amount for key, amount in held.items() if billed[key[1]] != amount}
 
 
+MARKER_TTL_S = 2 * 86400  # longer than any counter lives (a day's window + the limiter's grace)
+
+
 def correct(dynamodb: Any, rate_limit_table: str, event: UsageEventModel) -> int:
     """Apply :func:`corrections` to the rate-limit counters, once per event per counter item; returns how
-    many counter items changed. One ``UpdateItem`` per item, conflicts retried (see the module's doc)."""
+    many counter items changed.
+
+    Per counter item, two single-item writes (never a transaction, see the module's doc): first a marker
+    item ``corr#<event digest>#<counter pk>`` put only if absent (expires by TTL after the counter), then
+    the counter's ``ADD``. A redelivered event finds the marker and changes nothing. If the counter's
+    write fails (conflicts past the retries), the marker is taken back and the error raised, so SQS
+    redelivers it; only a crash between the two writes loses a correction, and a lost correction leaves the
+    reservation held (the counter over-counts: a budget is never overspent by it). The counter items stay
+    their own size however many events a day sees (a set of applied events on a day's budget item would
+    grow towards DynamoDB's 400 KB item limit on a busy microDAO, and every admission would pay for it)."""
     by_pk: dict[str, dict[str, int]] = {}
     for (pk, attribute), delta in corrections(event).items():
         by_pk.setdefault(pk, {})[attribute] = delta
-    digest = hashlib.sha256(event.event_id.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(event.event_id.encode()).hexdigest()[:32]
+    expires = int(event.occurred_at.timestamp()) + MARKER_TTL_S
     changed = 0
     for pk, deltas in by_pk.items():
-        names = {"#c": "corrected"}
-        values: dict[str, Any] = {":id": {"SS": [digest]}, ":one": {"S": digest}}
-        adds = ["#c :id"]
+        marker = {"pk": {"S": f"corr#{digest}#{pk}"}}
+        try:
+            dynamodb.put_item(
+                TableName=rate_limit_table,
+                Item={**marker, "expires_at": {"N": str(expires)}},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except dynamodb.exceptions.ConditionalCheckFailedException:
+            continue  # applied already (a redelivery)
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        adds = []
         for i, (attribute, delta) in enumerate(sorted(deltas.items())):
             names[f"#a{i}"] = attribute
             values[f":d{i}"] = {"N": str(delta)}
@@ -223,21 +245,25 @@ def correct(dynamodb: Any, rate_limit_table: str, event: UsageEventModel) -> int
             "Key": {"pk": {"S": pk}},
             "UpdateExpression": "ADD " + ", ".join(adds),
             # the item exists (the admission wrote it) unless its window has expired: then nothing to correct
-            "ConditionExpression": "attribute_exists(pk) AND NOT contains(#c, :one)",
+            "ConditionExpression": "attribute_exists(pk)",
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
-        for attempt in range(CONFLICT_RETRIES):
-            try:
-                dynamodb.update_item(**kwargs)
-                changed += 1
-                break
-            except dynamodb.exceptions.ConditionalCheckFailedException:
-                break  # already applied (a redelivery), or the window is gone
-            except dynamodb.exceptions.TransactionConflictException:
-                if attempt + 1 == CONFLICT_RETRIES:
-                    raise
-                _backoff(attempt)
+        try:
+            for attempt in range(CONFLICT_RETRIES):
+                try:
+                    dynamodb.update_item(**kwargs)
+                    changed += 1
+                    break
+                except dynamodb.exceptions.ConditionalCheckFailedException:
+                    break  # the window is gone
+                except dynamodb.exceptions.TransactionConflictException:
+                    if attempt + 1 == CONFLICT_RETRIES:
+                        raise
+                    _backoff(attempt)
+        except Exception:
+            dynamodb.delete_item(TableName=rate_limit_table, Key=marker)  # let the redelivery apply it
+            raise
     return changed
 
 

@@ -36,6 +36,9 @@ class ErrorDetail(BaseModel):
     providers: list[dict[str, Any]] | None = None
     # model_not_found
     available_models: list[str] | None = None
+    # context_length_exceeded
+    context_window: int | None = None
+    estimated_tokens: int | None = None
 
 
 class ErrorBody(BaseModel):
@@ -48,6 +51,9 @@ CODES: dict[int, dict[str, str]] = {
     400: {
         "invalid_json": "the body is not valid JSON",
         "upstream_rejected_request": "the provider refused the request as malformed (no fallback can fix that)",
+        "context_length_exceeded": "the request cannot fit the context window of the model (nor of a fallback): "
+        "`context_window`, `estimated_tokens`",
+        "long_path_required": "the model may take longer than this path's deadline: call it through the long path",
     },
     401: {"unauthorized": "X-Internal-Secret missing or wrong"},
     404: {
@@ -61,10 +67,7 @@ CODES: dict[int, dict[str, str]] = {
         "request_over_limit": "this call alone is larger than a rate limit or budget (`limit`, `limit_value`); "
         "it can never be admitted, so it is not a 429",
     },
-    422: {
-        "invalid_request": "a field is invalid (`fields` names each one)",
-        "context_length_exceeded": "the prompt cannot fit the model's context window",
-    },
+    422: {"invalid_request": "a field is invalid (`fields` names each one)"},
     429: {"rate_limited": "a rate limit or budget is exhausted (`Retry-After`, `limit`, `limit_value`)"},
     500: {"internal": "an unexpected error (logged)", "config_error": "the function's configuration is invalid"},
     502: {

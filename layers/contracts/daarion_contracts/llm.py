@@ -30,6 +30,9 @@ V1_EMBEDDINGS_PATH = "/v1/embeddings"
 
 # Headers naming the caller on the OpenAI-compatible routes (when ``metadata`` does not).
 AGENT_HEADER, MICRODAO_HEADER, CHANNEL_HEADER = "X-Agent-Id", "X-Microdao-Id", "X-Channel-Id"
+# How long the caller waits, in milliseconds: the LLM Proxy ends the call (504 upstream_timeout) within it, so
+# a caller that gives up never leaves a provider call running (and paid for) behind it.
+TIMEOUT_HEADER = "X-Request-Timeout-Ms"
 
 # ---------------------------------------------------------------------------- bounds
 # Any request body above this is refused with 413 before it is parsed (API Gateway's own cap is 10 MB,
@@ -265,10 +268,18 @@ class ChatCompletion(Reply):
 
 
 class ModelCard(Reply):
+    omitted_when_empty = frozenset({"context_window"})
+
     id: str
     object: Literal["model"] = "model"
     created: int = 0
     owned_by: str
+    context_window: int | None = Field(
+        default=None,
+        ge=1,
+        description="Prompt + completion tokens the model takes, as measured by `daarion_contracts.tokens."
+        "prompt_bound` + the completion cap (chat models; left out when not stated).",
+    )
 
 
 class ModelList(Reply):
@@ -314,7 +325,7 @@ class InternalEmbeddings(Reply):
 class ModelInfo(Reply):
     """One logical model of the routing config."""
 
-    omitted_when_empty = frozenset({"dimensions", "missing", "served_by"})
+    omitted_when_empty = frozenset({"dimensions", "missing", "served_by", "context_window"})
 
     model: str
     kind: Literal["chat", "embeddings"]
@@ -324,6 +335,10 @@ class ModelInfo(Reply):
     price_out_usd_per_1m: float
     max_tokens: int
     timeout_s: float
+    long_path_only: bool = Field(
+        default=False, description="Served on the long path only: it may need longer than the API path's deadline."
+    )
+    context_window: int | None = Field(default=None, description="Chat models: prompt + completion tokens it takes.")
     fallbacks: list[str]
     configured: bool = Field(description="Whether the provider has what it needs (a key, a base URL).")
     circuit: str = Field(description="The provider's circuit breaker in this container: closed, open or half_open.")

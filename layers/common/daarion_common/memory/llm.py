@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from daarion_common.errors import ApiError
+from daarion_contracts.llm import TIMEOUT_HEADER
 from daarion_contracts.memory import MAX_TRANSCRIPT_CHARS
 
 if TYPE_CHECKING:
@@ -78,7 +79,11 @@ def call_llm_proxy(
         response = httpx.post(
             url,
             json={"model": model, "messages": messages, "max_tokens": max_tokens, "metadata": metadata},
-            headers={"X-Internal-Secret": auth.expected_secret()},
+            # the proxy ends the call within what we wait (its own 504), so no provider call outlives our wait
+            headers={
+                "X-Internal-Secret": auth.expected_secret(),
+                TIMEOUT_HEADER: str(int(settings.llm_proxy_timeout_seconds * 1000)),
+            },
             timeout=settings.llm_proxy_timeout_seconds,
         )
     except httpx.TimeoutException as exc:
@@ -93,6 +98,8 @@ def call_llm_proxy(
             429, "rate_limited", "The LLM Proxy refused the summary: a rate limit or budget is exhausted.",
             headers={"Retry-After": retry_after} if retry_after else None,
         )  # fmt: skip
+    if response.status_code == 504:
+        raise ApiError(504, "llm_proxy_timeout", "The LLM Proxy's providers did not answer in time; no summary stored.")
     if response.status_code == 404 and _error_code(response) == "model_not_found":
         if model_from_caller:
             raise _invalid("model", f"the LLM Proxy knows no model {model!r}")
