@@ -136,7 +136,8 @@ def choose_model(llm_url: str, secret: str) -> tuple[str, str]:
 
     with LlmProxyClient(llm_url, secret=secret, timeout=30) as llm:
         catalogue = llm.models().models
-    configured = [m.model for m in catalogue if m.kind == "chat" and m.configured]
+    # the demo's turn goes through the API path: models served on the long path only are not candidates
+    configured = [m.model for m in catalogue if m.kind == "chat" and m.configured and not m.long_path_only]
     ranked = sorted(configured, key=lambda m: PREFERRED_MODELS.index(m) if m in PREFERRED_MODELS else 99)
     if ranked:
         provider = next(m.provider for m in catalogue if m.model == ranked[0])

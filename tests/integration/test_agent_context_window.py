@@ -55,7 +55,8 @@ class Tools:
         return ToolListing(tools=[], tool_ids={})
 
 
-def test_the_turn_fits_a_2048_token_window_with_long_history_and_many_memories(upstreams, llm_bridge):
+def test_the_turn_fits_a_2048_token_window_with_long_history_and_many_memories(upstreams, llm_bridge, monkeypatch):
+    monkeypatch.setenv("LOCAL_LLM_BASE_URL", upstreams.openai.base_url)  # dagi-local-8b: a 2,048-token window
     upstreams.openai.script(Reply.text("Коротко: комітет усе вирішив.", prompt_tokens=900, completion_tokens=12))
     history = tuple(
         {"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}: " + "Привіт, як справи з садом? " * 8}
@@ -64,7 +65,7 @@ def test_the_turn_fits_a_2048_token_window_with_long_history_and_many_memories(u
     message = IncomingMessage(microdao_id="microdao:7", channel_id="general", text="Що вирішили щодо саду?",
                               recent=history)  # fmt: skip
     sofia = Blueprint(agent_id="agent:sofia", system_prompt="You are Sofia, the DAO's assistant.",
-                      model="gpt-4.1-mini", max_tokens=512, default_context_window=WINDOW)  # fmt: skip
+                      model="dagi-local-8b", max_tokens=512, default_context_window=4_096)  # fmt: skip
     memory = Memory(12)
 
     async def turn() -> Any:
@@ -78,7 +79,7 @@ def test_the_turn_fits_a_2048_token_window_with_long_history_and_many_memories(u
     assert result.reply == "Коротко: комітет усе вирішив."
     (fit,) = [s for s in result.trace if s.name == "prompt.fit"]
     assert fit.status == "ok" and fit.detail["fits"]
-    assert fit.detail["context_window"] == WINDOW  # the proxy states no context_window yet: the configured default
+    assert fit.detail["context_window"] == WINDOW  # as the proxy's model list states it, not the default
     assert fit.detail["prompt_tokens_bound_before"] > WINDOW  # it did not fit as it was
     assert fit.detail["dropped_history_messages"] > 0 and fit.detail["dropped_memories"]
     # the lowest-ranked memories went, the best stayed
