@@ -161,12 +161,14 @@ def fit_prompt(
     *,
     window: int,
     tools: list[dict[str, Any]] | None = None,
+    reserve: int = 0,
 ) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
     """The prompt within ``window`` tokens by the shared estimator (``daarion_contracts.tokens``), with room
     for the answer: the system prompt and the new message are always kept; the oldest history and the
-    lowest-ranked memories go first, in turn. Returns (prompt, max_tokens, what was done)."""
+    lowest-ranked memories go first, in turn. ``reserve``: tokens the turn's tool rounds add after this
+    prompt (assistant tool calls and tool results). Returns (prompt, max_tokens, what was done)."""
     max_tokens = max(1, min(blueprint.max_tokens, window // 2))
-    budget = window - max_tokens
+    budget = window - max_tokens - reserve
     ranked = sorted(memories or [], key=lambda m: m.score, reverse=True)
     history = list(message.recent)
     dropped_history: list[int] = []  # positions in message.recent, oldest first
@@ -201,6 +203,50 @@ def fit_prompt(
         "kept_memories": len(ranked),
     }
     return prompt, max_tokens, detail
+
+
+TRUNCATED_NOTE = " … [truncated to fit the model's context window]"
+
+
+def refit_round(
+    blueprint: Blueprint,
+    message: IncomingMessage,
+    memories: list[MemoryItem] | None,
+    memory_error: str | None,
+    context: list[tuple[str, ToolResult | None, str | None]],
+    rounds: list[dict[str, Any]],
+    *,
+    window: int,
+    tools: list[dict[str, Any]] | None = None,
+) -> tuple[list[dict[str, Any]], int, dict[str, Any]]:
+    """Before a tool round's next call: the prompt re-fitted with room for what the rounds added (``rounds``:
+    the assistant tool calls and tool results, in order). More history and memories go first; if the
+    system prompt, the message and the rounds still do not fit, the longest tool results are cut (and say
+    so). Returns (messages, max_tokens, what was done)."""
+    rounds = [dict(m) for m in rounds]
+    prompt, max_tokens, fit = fit_prompt(
+        blueprint, message, memories, memory_error, context, window=window, tools=tools,
+        reserve=prompt_bound({"messages": rounds}),
+    )  # fmt: skip
+    budget = window - max_tokens
+    truncated: list[str] = []
+
+    def size() -> int:
+        return prompt_bound({"messages": prompt + rounds, "tools": tools or None})
+
+    while size() > budget:
+        results = [m for m in rounds if m.get("role") == "tool" and len(m.get("content") or "") > 64]
+        if not results:
+            break
+        longest = max(results, key=lambda m: len(m["content"]))
+        # the estimator's bound is UTF-8 bytes: cutting `over` bytes (and the note's) lowers it by at least `over`
+        raw = longest["content"].encode()
+        keep = max(0, len(raw) - (size() - budget) - len(TRUNCATED_NOTE.encode()))
+        longest["content"] = raw[:keep].decode(errors="ignore").rstrip() + TRUNCATED_NOTE
+        if longest.get("tool_call_id") not in truncated:
+            truncated.append(longest.get("tool_call_id", ""))
+    fit.update(prompt_tokens_bound=size(), fits=size() <= budget, truncated_tool_results=truncated)
+    return prompt + rounds, max_tokens, fit
 
 
 async def _stream_chat(
@@ -310,13 +356,25 @@ async def run_turn(
     fit_ms = (time.monotonic() - fit_began) * 1000
     trace.append(Step("prompt.fit", "ok" if fit["fits"] else "error", fit_ms, detail=fit, error=too_big))
     messages = list(prompt)
+    rounds: list[dict[str, Any]] = []  # what the tool rounds add: assistant tool calls and tool results
     result = TurnResult(reply="", trace=trace, prompt=prompt)
     reply: str | None = None
     for round_ in range(blueprint.max_tool_rounds + 1):
         last_round = round_ == blueprint.max_tool_rounds
+        call_tools = offered if offered and not last_round else None
+        if round_ > 0:  # what the tool rounds added must fit too: re-fit before the next call
+            refit_began = time.monotonic()
+            messages, max_tokens, refit = refit_round(
+                blueprint, message, memories, memory_error, context, rounds, window=window, tools=call_tools
+            )
+            refit["round"] = round_
+            trace.append(
+                Step("prompt.refit", "ok" if refit["fits"] else "error", (time.monotonic() - refit_began) * 1000,
+                     detail=refit, error=None if refit["fits"] else "the turn's tool rounds exceed the window")
+            )  # fmt: skip
         options: dict[str, Any] = {"max_tokens": max_tokens}
-        if offered and not last_round:
-            options["tools"] = offered
+        if call_tools:
+            options["tools"] = call_tools
         caller = {"agent_id": agent, "microdao_id": dao, "channel_id": channel, "deadline": deadline - store_reserve}
         if on_delta is not None:
             call = _stream_chat(services, blueprint.model, messages, on_delta, **caller, **options)
@@ -342,9 +400,10 @@ async def run_turn(
         if not chat.tool_calls:
             reply = chat.content or ""
             break
-        messages.append({"role": "assistant", "content": chat.content, "tool_calls": chat.tool_calls})
+        rounds.append({"role": "assistant", "content": chat.content, "tool_calls": chat.tool_calls})
         for call in chat.tool_calls:
-            messages.append(await _run_tool_call(call, name_to_id, blueprint, message, services, deadline, trace))
+            rounds.append(await _run_tool_call(call, name_to_id, blueprint, message, services, deadline, trace))
+        # the next round's messages: the prompt re-fitted with these rounds (refit_round, above)
     result.reply = reply if reply is not None else ""
 
     stored, exc, ms = await _timed(

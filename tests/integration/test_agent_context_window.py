@@ -114,3 +114,67 @@ def test_the_window_is_read_from_the_proxys_model_list():
     assert context_window_of(listing, "dagi-local-8b") == 2048
     assert context_window_of(listing, "gpt-4.1-mini") is None  # not stated: the caller's default applies
     assert context_window_of(listing, "unknown") is None
+
+
+class BigTools:
+    """Toolcore's answers for this test: one tool, whose result is far larger than a small model's window."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def list_tools(self, **kwargs: Any) -> ToolListing:
+        return ToolListing.model_validate({
+            "tools": [{"type": "function", "function": {
+                "name": "projects__list", "description": "List the microDAO's projects.",
+                "parameters": {"type": "object", "properties": {}}, "strict": False}}],
+            "tool_ids": {"projects__list": "projects.list"},
+        })  # fmt: skip
+
+    async def call(self, tool_id: str, args: Any, **kwargs: Any) -> Any:
+        from daarion_client.models import ToolResult
+
+        self.calls.append(tool_id)
+        projects = [{"id": f"p-{i}", "name": f"Проєкт {i}: громадський сад і бюджет"} for i in range(200)]
+        return ToolResult(ok=True, result=projects, tool_id=tool_id, latency_ms=1.0)
+
+
+def test_the_tool_rounds_of_a_turn_are_fitted_to_the_window_too(upstreams, llm_bridge, monkeypatch):
+    """The first call fits; the model then asks for a tool whose result alone exceeds the window: before the
+    next call the prompt is re-fitted (more memories and history go), then the longest tool result is cut,
+    and what the model receives still fits the 2,048-token window by the estimator."""
+    monkeypatch.setenv("LOCAL_LLM_BASE_URL", upstreams.openai.base_url)
+    upstreams.openai.script(
+        Reply.tool_call("projects__list", {}, call_id="call_1"), Reply.text("Є 200 проєктів.", prompt_tokens=900)
+    )
+    history = tuple({"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}: " + "Як справи? " * 8}
+                    for i in range(10))  # fmt: skip
+    message = IncomingMessage(microdao_id="microdao:7", channel_id="general", text="Які в нас проєкти?",
+                              recent=history)  # fmt: skip
+    sofia = Blueprint(agent_id="agent:sofia", system_prompt="You are Sofia, the DAO's assistant.",
+                      model="dagi-local-8b", max_tokens=512, allowed_tools=("projects.list",))  # fmt: skip
+    tools = BigTools()
+
+    async def turn() -> Any:
+        llm = AsyncLlmProxyClient(llm_bridge.url, timeout=30)
+        try:
+            return await run_turn(sofia, message, Services(llm, Memory(4), tools), deadline_s=30)  # type: ignore[arg-type]
+        finally:
+            await llm.aclose()
+
+    result = asyncio.run(turn())
+    assert tools.calls == ["projects.list"] and result.reply == "Є 200 проєктів."
+    (refit,) = [s for s in result.trace if s.name == "prompt.refit"]
+    assert refit.status == "ok" and refit.detail["fits"] and refit.detail["truncated_tool_results"] == ["call_1"]
+    first, second = upstreams.openai.chat_requests()
+    for received in (first, second):  # every call of the turn fits, by the estimator
+        assert prompt_bound(received.body) + received.body["max_tokens"] <= WINDOW
+    messages = second.body["messages"]
+    assert messages[0]["role"] == "system" and messages[-3]["content"] == "Які в нас проєкти?"
+    assert messages[-2]["tool_calls"][0]["id"] == "call_1"
+    assert messages[-1]["role"] == "tool" and messages[-1]["content"].endswith(
+        "[truncated to fit the model's context window]"
+    )
+    print(
+        f"\ntool round: the result cut to {len(messages[-1]['content'])} characters; "
+        f"history kept {refit.detail['kept_history_messages']}, memories kept {refit.detail['kept_memories']}"
+    )
