@@ -64,20 +64,23 @@ class Router:
         return None
 
 
-def build_event(
+def v2_event(
     *,
     method: str,
     path: str,
     query_string: str,
     headers: list[tuple[str, str]],
     body: bytes,
-    match: Match,
     source_ip: str,
     domain: str,
-    request_id: str | None = None,
-    account_id: str = ACCOUNT_ID,
+    domain_prefix: str,
+    api_id: str,
+    account_id: str,
+    route_key: str,
+    request_id: str,
 ) -> dict[str, Any]:
-    """The event an HTTP API hands a Lambda integration (payload format version 2.0)."""
+    """A payload format 2.0 event, as both an HTTP API and a Function URL build it: repeated headers joined
+    with commas, cookies apart, repeated query parameters joined, a text body as is and any other base64."""
     merged: dict[str, str] = {}
     cookies: list[str] = []
     for name, value in headers:
@@ -92,19 +95,17 @@ def build_event(
 
         for key, value in parse_qsl(query_string, keep_blank_values=True):
             query[key] = f"{query[key]},{value}" if key in query else value
-    now = datetime.now(UTC)
-    request_id = request_id or base64.b32encode(uuid.uuid4().bytes).decode()[:16]
     event: dict[str, Any] = {
         "version": "2.0",
-        "routeKey": match.route.route_key,
+        "routeKey": route_key,
         "rawPath": path,
         "rawQueryString": query_string,
         "headers": merged,
         "requestContext": {
             "accountId": account_id,
-            "apiId": "local",
+            "apiId": api_id,
             "domainName": domain,
-            "domainPrefix": domain.split(".")[0].split(":")[0],
+            "domainPrefix": domain_prefix,
             "http": {
                 "method": method,
                 "path": path,
@@ -113,9 +114,9 @@ def build_event(
                 "userAgent": merged.get("user-agent", ""),
             },
             "requestId": request_id,
-            "routeKey": match.route.route_key,
+            "routeKey": route_key,
             "stage": "$default",
-            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "time": datetime.now(UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
             "timeEpoch": int(time.time() * 1000),
         },
         "isBase64Encoded": False,
@@ -124,8 +125,6 @@ def build_event(
         event["cookies"] = cookies
     if query:
         event["queryStringParameters"] = query
-    if match.path_parameters:
-        event["pathParameters"] = match.path_parameters
     if body:
         content_type = merged.get("content-type", "")
         if content_type.startswith(_TEXT_TYPES) or not content_type:
@@ -135,6 +134,31 @@ def build_event(
                 event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
         else:
             event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
+    return event
+
+
+def build_event(
+    *,
+    method: str,
+    path: str,
+    query_string: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    match: Match,
+    source_ip: str,
+    domain: str,
+    request_id: str | None = None,
+    account_id: str = ACCOUNT_ID,
+) -> dict[str, Any]:
+    """The event an HTTP API hands a Lambda integration (payload format version 2.0)."""
+    event = v2_event(
+        method=method, path=path, query_string=query_string, headers=headers, body=body, source_ip=source_ip,
+        domain=domain, domain_prefix=domain.split(".")[0].split(":")[0], api_id="local", account_id=account_id,
+        route_key=match.route.route_key,
+        request_id=request_id or base64.b32encode(uuid.uuid4().bytes).decode()[:16],
+    )  # fmt: skip
+    if match.path_parameters:
+        event["pathParameters"] = match.path_parameters
     return event
 
 

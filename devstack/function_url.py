@@ -14,22 +14,20 @@ reserved concurrency throttles with 429; an event over 6 MB is a 413.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import queue
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from devstack import limits
+from devstack.apigw import v2_event
 from devstack.invoker import FunctionPool, Throttled
 from devstack.runtime_api import Chunk, End, InvocationRecord, split_prelude
 
 Send = Callable[[dict[str, Any]], Any]
 HTTP_INTEGRATION = "application/vnd.awslambda.http-integration-response"
-_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
 
 
 def function_url_event(
@@ -44,61 +42,14 @@ def function_url_event(
     region: str = "us-east-1",
 ) -> dict[str, Any]:
     """The event a Function URL hands the function (payload format 2.0, as AWS documents it)."""
-    merged: dict[str, str] = {}
-    cookies: list[str] = []
-    for name, value in headers:
-        key = name.lower()
-        if key == "cookie":
-            cookies.extend(c.strip() for c in value.split(";") if c.strip())
-            continue
-        merged[key] = f"{merged[key]},{value}" if key in merged else value
-    domain = f"{url_id}.lambda-url.{region}.on.aws"
-    merged.setdefault("x-forwarded-proto", "http")
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": query_string,
-        "headers": merged,
-        "requestContext": {
-            "accountId": "anonymous",
-            "apiId": url_id,
-            "domainName": domain,
-            "domainPrefix": url_id,
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": source_ip,
-                "userAgent": merged.get("user-agent", ""),
-            },
-            "requestId": str(uuid.uuid4()),
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": datetime.now(UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "timeEpoch": int(time.time() * 1000),
-        },
-        "isBase64Encoded": False,
-    }
-    if cookies:
-        event["cookies"] = cookies
-    if query_string:
-        from urllib.parse import parse_qsl
-
-        params: dict[str, str] = {}
-        for key, value in parse_qsl(query_string, keep_blank_values=True):
-            params[key] = f"{params[key]},{value}" if key in params else value
-        event["queryStringParameters"] = params
-    if body:
-        content_type = merged.get("content-type", "")
-        if not content_type or content_type.startswith(_TEXT_TYPES):
-            try:
-                event["body"] = body.decode("utf-8")
-            except UnicodeDecodeError:
-                event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
-        else:
-            event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
-    return event
+    headers = [*headers, ("x-forwarded-proto", "http")] if not any(
+        k.lower() == "x-forwarded-proto" for k, _ in headers
+    ) else headers  # fmt: skip
+    return v2_event(
+        method=method, path=path, query_string=query_string, headers=headers, body=body, source_ip=source_ip,
+        domain=f"{url_id}.lambda-url.{region}.on.aws", domain_prefix=url_id, api_id=url_id,
+        account_id="anonymous", route_key="$default", request_id=str(uuid.uuid4()),
+    )  # fmt: skip
 
 
 async def _plain(send: Send, status: int, message: str, request_id: str | None = None) -> None:
