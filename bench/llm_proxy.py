@@ -59,7 +59,8 @@ def _start_moto() -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("moto did not start")
 
 
-def main() -> None:
+def in_process_env(log_level: str = "WARNING") -> None:
+    """The functions importable and the environment of a handler run in this process against moto."""
     for path in (str(ROOT / "functions"), str(ROOT)):
         if path not in sys.path:
             sys.path.insert(0, path)
@@ -67,12 +68,16 @@ def main() -> None:
         APP_ENV="local",
         POWERTOOLS_SERVICE_NAME="bench",
         POWERTOOLS_METRICS_NAMESPACE="bench",
-        POWERTOOLS_LOG_LEVEL="WARNING",
+        POWERTOOLS_LOG_LEVEL=log_level,
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_REGION="us-east-1",
         AWS_DEFAULT_REGION="us-east-1",
     )
+
+
+def main() -> None:
+    in_process_env()
     import boto3
     import yaml
 

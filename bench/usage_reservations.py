@@ -19,7 +19,6 @@ import io
 import json
 import math
 import os
-import sys
 import tempfile
 import time
 import uuid
@@ -72,23 +71,12 @@ def _mix(reply: Any) -> list[tuple[str, dict[str, Any], Any]]:
 
 
 def main() -> None:
-    for path in (str(ROOT / "functions"), str(ROOT)):
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    os.environ.update(
-        APP_ENV="local",
-        POWERTOOLS_SERVICE_NAME="bench",
-        POWERTOOLS_METRICS_NAMESPACE="bench",
-        POWERTOOLS_LOG_LEVEL="CRITICAL",
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_REGION="us-east-1",
-        AWS_DEFAULT_REGION="us-east-1",
-    )
+    from bench.llm_proxy import _start_moto, in_process_env
+
+    in_process_env("CRITICAL")
     import boto3
     import yaml
 
-    from bench.llm_proxy import _start_moto
     from devstack.resources import provision
     from tests.fixtures.llm_proxy import Reply, ScriptedLLM
 

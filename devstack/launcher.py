@@ -5,12 +5,15 @@ Used by the end-to-end tests and by `make demo`.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,3 +138,18 @@ def start_local_stack(
         stack.stop()
         raise
     return stack
+
+
+@contextlib.contextmanager
+def temporary_local_stack(prefix: str, env: dict[str, str] | None = None) -> Iterator[LocalStack]:
+    """A stack with its own temporary state directory (outside pytest's pruned basetemp), stopped and
+    removed on exit: what tests and benchmarks start."""
+    state = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        stack = start_local_stack(state, env=env)
+        try:
+            yield stack
+        finally:
+            stack.stop()
+    finally:
+        shutil.rmtree(state, ignore_errors=True)

@@ -9,12 +9,9 @@ upstream records sending its last one — never by a clock (the times are printe
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +20,7 @@ import pytest
 import yaml
 
 from tests.fixtures.llm_proxy import Reply, ScriptedLLM
-from tests.fixtures.stack import LocalStack, start_local_stack, wait_for
+from tests.fixtures.stack import LocalStack, temporary_local_stack, wait_for
 
 pytestmark = pytest.mark.slow
 SECRET = {"X-Internal-Secret": "dev-secret-token"}
@@ -41,15 +38,13 @@ def upstream() -> Iterator[ScriptedLLM]:
 
 
 @pytest.fixture(scope="module")
-def stack(upstream: ScriptedLLM) -> Iterator[LocalStack]:
+def stack(upstream: ScriptedLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     from llm_proxy.config import DEFAULT_PATH
 
-    # outside pytest's basetemp (private to this user, pruned): the embedded PostgreSQL runs as its own user
-    state = Path(tempfile.mkdtemp(prefix="daarion-test-long-path-"))
     config = yaml.safe_load(DEFAULT_PATH.read_text())
     config["retry"].update(backoff_base_s=0.0, backoff_max_s=0.0, attempts_per_provider=1)
     config["limits"]["agents"] = {DAO: {LIMITED: {"agent_requests_per_minute": LIMIT}}}
-    config_path = Path(state) / "routing.json"
+    config_path = tmp_path_factory.mktemp("long-path") / "routing.json"
     config_path.write_text(json.dumps(config))
     env = {
         "OPENAI_BASE_URL": upstream.base_url,
@@ -59,12 +54,8 @@ def stack(upstream: ScriptedLLM) -> Iterator[LocalStack]:
         "LLM_PROXY_CONFIG": str(config_path),
         "DEVSTACK_MAX_CONTAINERS": "2",
     }
-    running = start_local_stack(state, env=env)
-    try:
+    with temporary_local_stack("daarion-test-long-path-", env=env) as running:
         yield running
-    finally:
-        running.stop()
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def sdk(stack: LocalStack, agent: str) -> openai.OpenAI:

@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import json
 import select
-import shutil
 import socket
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
 
-from devstack.launcher import LocalStack, start_local_stack, wait_for
+from devstack.launcher import LocalStack, temporary_local_stack, wait_for
 from llm_proxy.config import DEFAULT_PATH
 from tests.fixtures.llm_proxy import Reply, ScriptedLLM, proxy_body
 
@@ -101,28 +98,24 @@ def fast() -> Iterator[ScriptedLLM]:
 
 
 @pytest.fixture(scope="module")
-def stack(hanging: HangingModel, fast: ScriptedLLM) -> Iterator[LocalStack]:
-    state = Path(tempfile.mkdtemp(prefix="daarion-test-deadlines-"))
+def stack(hanging: HangingModel, fast: ScriptedLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    config = tmp_path_factory.mktemp("deadlines") / "routing.json"
     routing = yaml.safe_load(DEFAULT_PATH.read_text())
     for model in routing["models"].values():
         if not model.get("long_path_only"):
             model["timeout_s"] = min(model.get("timeout_s", 25), API_DEADLINE_S)  # fit the shortened deadline
-    (state / "routing.json").write_text(json.dumps(routing))
+    config.write_text(json.dumps(routing))
     env = {
         "DEVSTACK_API_TIMEOUT_SECONDS": str(GATEWAY_CUT_S),
         "LLM_PROXY_API_DEADLINE_S": str(API_DEADLINE_S),
-        "LLM_PROXY_CONFIG": str(state / "routing.json"),
+        "LLM_PROXY_CONFIG": str(config),
         "LOCAL_LLM_BASE_URL": hanging.base_url,  # dagi-local-8b never answers
         "OPENAI_BASE_URL": fast.base_url,  # gpt-4.1-mini (its fallback) answers at once
         "OPENAI_API_KEY": "sk-test-deadlines-000000000000",
         "DEEPSEEK_API_KEY": "",
     }
-    running = start_local_stack(state, env=env)
-    try:
+    with temporary_local_stack("daarion-test-deadlines-", env=env) as running:
         yield running
-    finally:
-        running.stop()
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def _usage_events(stack: LocalStack, agent: str) -> list[dict[str, Any]]:

@@ -9,8 +9,6 @@ nothing waits 30 s. Bursts, crashes and restarts are in test_local_stack.py, on 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +20,7 @@ import httpx
 import psutil
 import pytest
 
-from devstack.launcher import LocalStack, start_local_stack, wait_for
+from devstack.launcher import LocalStack, temporary_local_stack, wait_for
 from tests.fixtures.llm_proxy import proxy_body
 
 pytestmark = pytest.mark.slow
@@ -62,7 +60,6 @@ def slow_model() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def stack(slow_model: str) -> Iterator[LocalStack]:
-    state = Path(tempfile.mkdtemp(prefix="daarion-test-limits-"))
     env = {
         "DEVSTACK_API_TIMEOUT_SECONDS": str(API_TIMEOUT_S),
         "DEVSTACK_FUNCTION_TIMEOUT_SECONDS": str(FUNCTION_TIMEOUT_S),
@@ -72,12 +69,8 @@ def stack(slow_model: str) -> Iterator[LocalStack]:
         "DEEPSEEK_API_KEY": "",
         "LLM_PROXY_CONFIG": "",
     }
-    running = start_local_stack(state, env=env)
-    try:
+    with temporary_local_stack("daarion-test-limits-", env=env) as running:
         yield running
-    finally:
-        running.stop()
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def _function(stack: LocalStack, name: str) -> dict[str, Any]:
